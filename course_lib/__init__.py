@@ -1,0 +1,16 @@
+"""course_lib: the reference implementations of the Representation Learning course.
+
+One small module per method, plus the shared pieces every chapter uses:
+
+- :mod:`course_lib.utils`     device choice, seeding, quick mode, input checks
+- :mod:`course_lib.data`      offline data loaders
+- :mod:`course_lib.training`  the one training loop
+- :mod:`course_lib.metrics`   trustworthiness, k-NN accuracy, reconstruction error
+- :mod:`course_lib.plotting`  embedding scatter plots, image grids
+- :mod:`course_lib.pca`, :mod:`course_lib.mds`, :mod:`course_lib.eigenmaps`
+"""
+from .utils import get_device, pick_size, quick_mode, seed_everything
+
+__version__ = "0.1.0"
+
+__all__ = ["get_device", "pick_size", "quick_mode", "seed_everything", "__version__"]

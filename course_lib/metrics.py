@@ -1,0 +1,97 @@
+"""How good is an embedding? Three measures the chapters use throughout.
+
+- :func:`trustworthiness`: are the neighbours you see in the embedding real
+  neighbours in the data? (Venna and Kaski, 2001)
+- :func:`knn_accuracy`: is the embedding informative about the labels?
+- :func:`reconstruction_error`: how much does a decoder lose?
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial.distance import cdist
+
+from .utils import as_2d_array
+
+
+def _check_pair(X, E):
+    X, E = as_2d_array(X, "X"), as_2d_array(E, "E")
+    if len(X) != len(E):
+        raise ValueError(f"X and E must have the same number of rows, got {len(X)} and {len(E)}")
+    return X, E
+
+
+def _check_k(n_neighbors, n, name="n_neighbors", upper=None):
+    upper = n - 1 if upper is None else upper
+    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(n_neighbors).__name__}")
+    if not 1 <= n_neighbors <= upper:
+        raise ValueError(f"{name} must be between 1 and {upper} for {n} samples, got {n_neighbors}")
+    return int(n_neighbors)
+
+
+def trustworthiness(X, E, n_neighbors: int = 10) -> float:
+    """Trustworthiness T(k) of the embedding ``E`` of the data ``X`` (both one row per sample).
+
+    T(k) = 1 - 2 / (n k (2n - 3k - 1)) * sum_i sum_{j in N_k^E(i)} max(0, r(i, j) - k),
+
+    where N_k^E(i) are the k nearest neighbours of i in the embedding and r(i, j)
+    is the rank of j among i's neighbours in the data (1 = nearest). T = 1 when
+    every embedding neighbour is also a data neighbour. Needs k < n / 2.
+    """
+    X, E = _check_pair(X, E)
+    n = len(X)
+    k = _check_k(n_neighbors, n, upper=(n - 1) // 2)
+    D_x = cdist(X, X, "sqeuclidean")
+    D_e = cdist(E, E, "sqeuclidean")
+    np.fill_diagonal(D_x, np.inf)  # a point is not its own neighbour
+    np.fill_diagonal(D_e, np.inf)
+    # rank[i, j] = position of j in i's neighbour list in data space (1-based)
+    order = np.argsort(D_x, axis=1, kind="stable")
+    rank = np.empty_like(order)
+    rows = np.arange(n)[:, None]
+    rank[rows, order] = np.arange(1, n + 1)[None, :]
+    nn_e = np.argsort(D_e, axis=1, kind="stable")[:, :k]
+    penalty = np.maximum(rank[rows, nn_e] - k, 0).sum()
+    return float(1.0 - 2.0 / (n * k * (2.0 * n - 3.0 * k - 1.0)) * penalty)
+
+
+def knn_accuracy(E, y, n_neighbors: int = 10, E_test=None, y_test=None) -> float:
+    """Accuracy of a k-nearest-neighbour vote in the embedding.
+
+    With only ``E`` and ``y`` it is the leave-one-out accuracy: each point is
+    classified by the majority label of its ``n_neighbors`` nearest other
+    points. With ``E_test`` and ``y_test`` the training points vote for the
+    test points. Ties go to the smallest label, as in scikit-learn.
+    """
+    E = as_2d_array(E, "E")
+    y = np.asarray(y)
+    if y.shape != (len(E),):
+        raise ValueError(f"y must have shape ({len(E)},), one label per row of E, got {y.shape}")
+    labels, y_idx = np.unique(y, return_inverse=True)
+    if E_test is None:
+        k = _check_k(n_neighbors, len(E))
+        D = cdist(E, E, "sqeuclidean")
+        np.fill_diagonal(D, np.inf)
+        truth = y_idx
+    else:
+        E_test = as_2d_array(E_test, "E_test", min_rows=1)
+        y_test = np.asarray(y_test)
+        if y_test.shape != (len(E_test),):
+            raise ValueError(f"y_test must have shape ({len(E_test)},), got {y_test.shape}")
+        k = _check_k(n_neighbors, len(E) + 1)
+        D = cdist(E_test, E, "sqeuclidean")
+        lookup = {label: i for i, label in enumerate(labels)}
+        truth = np.array([lookup.get(label, -1) for label in y_test])
+    neighbours = np.argsort(D, axis=1, kind="stable")[:, :k]
+    votes = np.zeros((len(D), len(labels)), dtype=np.int64)
+    np.add.at(votes, (np.arange(len(D))[:, None], y_idx[neighbours]), 1)
+    return float(np.mean(votes.argmax(axis=1) == truth))
+
+
+def reconstruction_error(X, X_hat) -> float:
+    """Mean squared reconstruction error per sample: (1/n) sum_i ||x_i - x_hat_i||^2."""
+    X = np.asarray(X.detach().cpu() if hasattr(X, "detach") else X, dtype=np.float64)
+    X_hat = np.asarray(X_hat.detach().cpu() if hasattr(X_hat, "detach") else X_hat, dtype=np.float64)
+    if X.shape != X_hat.shape:
+        raise ValueError(f"X and X_hat must have the same shape, got {X.shape} and {X_hat.shape}")
+    return float(np.mean(np.sum((X - X_hat).reshape(len(X), -1) ** 2, axis=1)))

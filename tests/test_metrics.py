@@ -1,0 +1,64 @@
+"""The embedding metrics against scikit-learn's implementations.
+
+Continuous random data has no tied distances, so neighbour rankings are unique
+and the results must agree exactly (up to float rounding).
+"""
+import numpy as np
+import pytest
+from sklearn.manifold import trustworthiness as sk_trustworthiness
+from sklearn.neighbors import KNeighborsClassifier
+
+from course_lib.metrics import knn_accuracy, reconstruction_error, trustworthiness
+
+
+@pytest.mark.parametrize("k", [1, 5, 12])
+def test_trustworthiness_matches_sklearn(rng, k):
+    X = rng.normal(size=(200, 8))
+    E = X[:, :2] + 0.3 * rng.normal(size=(200, 2))
+    assert trustworthiness(X, E, k) == pytest.approx(sk_trustworthiness(X, E, n_neighbors=k), abs=1e-12)
+
+
+def test_trustworthiness_is_one_for_an_isometry(rng):
+    X = rng.normal(size=(60, 3))
+    Q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    assert trustworthiness(X, X @ Q, 5) == pytest.approx(1.0)
+
+
+def test_knn_accuracy_train_test_matches_sklearn(rng):
+    E = rng.normal(size=(300, 2))
+    y = (E[:, 0] + 0.5 * rng.normal(size=300) > 0).astype(int) + (E[:, 1] > 1)
+    E_test = rng.normal(size=(100, 2))
+    y_test = (E_test[:, 0] > 0).astype(int)
+    ref = KNeighborsClassifier(7).fit(E, y).score(E_test, y_test)
+    assert knn_accuracy(E, y, 7, E_test, y_test) == pytest.approx(ref)
+
+
+def test_knn_accuracy_leave_one_out_excludes_the_point_itself(rng):
+    E = rng.normal(size=(100, 2))
+    y = rng.integers(0, 2, size=100)
+    # With k = 1 and itself included every point would be classified correctly.
+    acc = knn_accuracy(E, y, 1)
+    assert acc < 0.8
+    # Reference: sklearn's neighbours of the training set, excluding self.
+    from sklearn.neighbors import NearestNeighbors
+
+    idx = NearestNeighbors(n_neighbors=5).fit(E).kneighbors(return_distance=False)
+    votes = np.array([np.bincount(y[row], minlength=2).argmax() for row in idx])
+    assert knn_accuracy(E, y, 5) == pytest.approx(np.mean(votes == y))
+
+
+def test_reconstruction_error_is_mean_squared_norm():
+    X = np.array([[0.0, 0.0], [1.0, 1.0]])
+    X_hat = np.array([[1.0, 0.0], [1.0, 3.0]])
+    assert reconstruction_error(X, X_hat) == pytest.approx((1.0 + 4.0) / 2)
+
+
+def test_metric_errors_name_the_argument(rng):
+    with pytest.raises(ValueError, match="same number of rows"):
+        trustworthiness(rng.normal(size=(10, 2)), rng.normal(size=(9, 2)), 2)
+    with pytest.raises(ValueError, match="n_neighbors must be between"):
+        trustworthiness(rng.normal(size=(10, 2)), rng.normal(size=(10, 2)), 5)
+    with pytest.raises(ValueError, match="y must have shape"):
+        knn_accuracy(rng.normal(size=(10, 2)), np.zeros(9), 3)
+    with pytest.raises(ValueError, match="same shape"):
+        reconstruction_error(np.zeros((3, 2)), np.zeros((3, 3)))
