@@ -59,7 +59,7 @@ def image_grid(images, ncols: int = 10, titles=None, axes_size: float = 1.0, cma
     n = len(images)
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
-    fig = fig or plt.figure(figsize=(ncols * axes_size, nrows * axes_size * (1.25 if titles else 1.0)))
+    fig = fig or plt.figure(figsize=(ncols * axes_size, nrows * axes_size * (1.25 if titles is not None else 1.0)))
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
