@@ -102,103 +102,66 @@ def test_validator_accepts_the_solution_and_rejects_the_stub(assignment):
 
 # ------------------------------------------------------------------ autograding
 
-def _replace_in_cell(nb, grade_id: str, old: str, new: str):
-    for cell in nb.cells:
-        if cell.metadata.get("nbgrader", {}).get("grade_id") == grade_id:
-            assert old in cell.source, f"mutation target {old!r} not in cell {grade_id}"
-            cell.source = cell.source.replace(old, new)
-            return nb
-    raise KeyError(grade_id)
+from mistakes import BROKEN, WRONG  # noqa: E402  (tests/mistakes.py gathers every chapter's list)
 
 
-def _delete_cell(nb, grade_id: str):
-    nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != grade_id]
-    return nb
+_GRADED = {}
 
 
-# Plausible wrong submissions: (assignment, name, mutation, points the mistake must lose).
-WRONG = [
-    ("ch01", "pca_without_centring",
-     lambda nb: _replace_in_cell(nb, "pca_svd", "Xc = X - mu", "Xc = X"), 4),
-    ("ch01", "mds_in_increasing_order",
-     lambda nb: _replace_in_cell(nb, "mds_embedding", "[::-1][:k]", "[:k]"), 3),
-    ("ch01", "eigenmap_keeps_the_constant",
-     lambda nb: _replace_in_cell(nb, "eigenmap_embedding", "F[:, 1:k + 1]", "F[:, :k]"), 5),
-    ("ch01", "eigenmap_standard_problem",
-     lambda nb: _replace_in_cell(nb, "eigenmap_embedding", "scipy.linalg.eigh(L, np.diag(degree))",
-                                 "np.linalg.eigh(L)"), 3),
-    ("ch01", "double_center_without_half",
-     lambda nb: _replace_in_cell(nb, "double_center", "K = -0.5 * J @ D_squared @ J",
-                                 "K = -J @ D_squared @ J"), 3),
-]
-# Broken submissions that must still be graded: (assignment, name, mutation).
-BROKEN = [
-    ("ch01", "syntax_error",
-     lambda nb: _replace_in_cell(nb, "pca_svd", "mu = X.mean(axis=0)", "mu = X.mean(axis=0"), ),
-    # deleting the test that would fail does not help: nbgrader puts it back and grades it
-    ("ch01", "deleted_test_cell",
-     lambda nb: _delete_cell(_replace_in_cell(nb, "pca_svd", "Xc = X - mu", "Xc = X"), "test_pca_svd_hidden")),
-    ("ch01", "runs_forever",
-     lambda nb: _replace_in_cell(nb, "double_center", "n = D_squared.shape[0]",
-                                 "import time\n    while True: time.sleep(1)\n    n = 0")),
-]
-
-
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    """Autograde every kind of submission once; return the gradebook scores and the course dir."""
+def grade(assignment: str, tmp_path_factory):
+    """Autograde every kind of submission of one assignment (once); return scores and the course dir."""
+    if assignment in _GRADED:
+        return _GRADED[assignment]
     from nbgrader.api import Gradebook
 
-    course = make_course(tmp_path_factory.mktemp("grading"))
-    submissions = {}  # (assignment, student) -> how it was made
-    for assignment in ASSIGNMENTS:
-        run_nbgrader(course, "generate_assignment", assignment, "--force")
-        for source in (course / "solutions" / assignment).glob("*.ipynb"):
-            release = course / "notebooks" / assignment / source.name
-            variants = {"solution": nbformat.read(source, as_version=4),
-                        "untouched": nbformat.read(release, as_version=4)}
-            for a, name, mutate, *_ in WRONG + BROKEN:
-                if a == assignment:
-                    variants[name] = mutate(nbformat.read(source, as_version=4))
-            for student, nb in variants.items():
-                folder = course / "submitted" / student / assignment
-                folder.mkdir(parents=True, exist_ok=True)
-                nbformat.write(nb, folder / source.name)
-                submissions[assignment, student] = nb
-        # a short timeout keeps the "runs forever" submission cheap; it is interrupted and graded
-        run_nbgrader(course, "autograde", assignment, "--force", "--Execute.timeout=20")
-        run_nbgrader(course, "generate_feedback", assignment, "--force")
-
-    scores = {}
+    course = make_course(tmp_path_factory.mktemp(f"grading-{assignment}"))
+    run_nbgrader(course, "generate_assignment", assignment, "--force")
+    students = set()
+    for source in (course / "solutions" / assignment).glob("*.ipynb"):
+        release = course / "notebooks" / assignment / source.name
+        variants = {"solution": nbformat.read(source, as_version=4),
+                    "untouched": nbformat.read(release, as_version=4)}
+        for a, name, mutate, *_ in WRONG + BROKEN:
+            if a == assignment:
+                variants[name] = mutate(nbformat.read(source, as_version=4))
+        for student, nb in variants.items():
+            folder = course / "submitted" / student / assignment
+            folder.mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, folder / source.name)
+            students.add(student)
+    # a short timeout keeps a "runs forever" submission cheap; it is interrupted and graded
+    run_nbgrader(course, "autograde", assignment, "--force", "--Execute.timeout=30")
+    run_nbgrader(course, "generate_feedback", assignment, "--force")
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        for assignment, student in submissions:
-            sub = gb.find_submission(assignment, student)
-            scores[assignment, student] = (sub.score, sub.max_score)
+        scores = {s: (gb.find_submission(assignment, s).score, gb.find_submission(assignment, s).max_score)
+                  for s in students}
+    _GRADED[assignment] = scores, course
     return scores, course
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_solution_gets_full_marks_and_stub_gets_zero(graded, assignment):
-    scores, _ = graded
-    score, max_score = scores[assignment, "solution"]
+def test_solution_gets_full_marks_and_stub_gets_zero(tmp_path_factory, assignment):
+    scores, _ = grade(assignment, tmp_path_factory)
+    score, max_score = scores["solution"]
     assert max_score > 0 and score == max_score, f"solution scored {score}/{max_score}"
-    score, _ = scores[assignment, "untouched"]
+    score, _ = scores["untouched"]
     assert score == 0, f"the untouched release scored {score}/{max_score}"
 
 
 @pytest.mark.parametrize("assignment,name,mutation,loses", WRONG, ids=[w[1] for w in WRONG])
-def test_wrong_submission_gets_partial_marks(graded, assignment, name, mutation, loses):
-    scores, _ = graded
-    score, max_score = scores[assignment, name]
+def test_wrong_submission_gets_partial_marks(tmp_path_factory, assignment, name, mutation, loses):
+    scores, _ = grade(assignment, tmp_path_factory)
+    score, max_score = scores[name]
     assert 0 < score <= max_score - loses, f"{name} scored {score}/{max_score}; it should lose >= {loses}"
 
 
-@pytest.mark.parametrize("assignment,name,mutation", BROKEN, ids=[b[1] for b in BROKEN])
-def test_broken_submission_is_graded_with_feedback(graded, assignment, name, mutation):
-    scores, course = graded
-    score, max_score = scores[assignment, name]
+@pytest.mark.parametrize("entry", BROKEN, ids=[b[1] for b in BROKEN])
+def test_broken_submission_is_graded_with_feedback(tmp_path_factory, entry):
+    assignment, name, _mutation, *same_as = entry
+    scores, course = grade(assignment, tmp_path_factory)
+    score, max_score = scores[name]
     assert 0 < score < max_score, f"{name} scored {score}/{max_score}"
-    if name == "deleted_test_cell":
-        assert score == scores[assignment, "pca_without_centring"][0]
+    if same_as:  # e.g. a deleted test cell is restored, so the mistake costs what it always costs
+        assert score == scores[same_as[0]][0], f"{name} scored {score}, {same_as[0]} {scores[same_as[0]][0]}"
     feedback = list((course / "feedback" / name / assignment).glob("*.html"))
     assert feedback, f"no feedback was generated for {name}"
