@@ -7,7 +7,10 @@ One small module per method, plus the shared pieces every chapter uses:
 - :mod:`course_lib.training`  the one training loop
 - :mod:`course_lib.metrics`   trustworthiness, k-NN accuracy, reconstruction error
 - :mod:`course_lib.plotting`  embedding scatter plots, image grids
-- :mod:`course_lib.pca`, :mod:`course_lib.mds`, :mod:`course_lib.eigenmaps`
+- :mod:`course_lib.pca`, :mod:`course_lib.mds`, :mod:`course_lib.eigenmaps`   (chapter 1)
+- :mod:`course_lib.sammon`, :mod:`course_lib.tsne`                            (distance-preserving maps)
+- :mod:`course_lib.autoencoders`, :mod:`course_lib.losses`, :mod:`course_lib.anomaly`  (autoencoders)
+- :mod:`course_lib.corpora`, :mod:`course_lib.word2vec`, :mod:`course_lib.factorized`  (embeddings)
 """
 from .utils import get_device, pick_size, quick_mode, seed_everything
 

@@ -1,0 +1,353 @@
+"""t-SNE (van der Maaten and Hinton, 2008), exact, in PyTorch.
+
+Data space. For each point i a Gaussian centred on x_i gives the conditional
+probability that i picks j as its neighbour,
+
+    p_{j|i} = exp(-beta_i ||x_i - x_j||^2) / sum_{k != i} exp(-beta_i ||x_i - x_k||^2),
+    beta_i  = 1 / (2 sigma_i^2),
+
+and sigma_i is chosen by a binary search so that P_i has a given perplexity,
+Perp(P_i) = 2^{H(P_i)} with H in bits (here: exp(H) with H in nats), a smooth
+"effective number of neighbours". Symmetric SNE averages the two conditionals,
+
+    p_ij = (p_{j|i} + p_{i|j}) / (2n).
+
+Embedding space. A Student-t kernel with one degree of freedom, whose heavy
+tail lets moderately far points sit far apart (the crowding problem):
+
+    q_ij = (1 + ||e_i - e_j||^2)^-1 / sum_{k != l} (1 + ||e_k - e_l||^2)^-1.
+
+Loss and gradient:
+
+    C = KL(P || Q) = sum_{i != j} p_ij log(p_ij / q_ij),
+    dC/de_i = 4 sum_j (p_ij - q_ij) (1 + ||e_i - e_j||^2)^-1 (e_i - e_j).
+
+Every matrix here is a full (n, n) tensor with a zero diagonal, which is what
+the gradient's matrix products want and what a GPU computes fastest; the cost
+is O(n^2) memory and time per step (fine up to ~10^4 points on a GPU).
+scikit-learn stores the same P "condensed" (the upper triangle as a vector):
+``P[np.triu_indices(n, 1)]`` is scikit-learn's P.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .utils import as_2d_array, check_n_components, get_device
+
+# The floor scikit-learn puts under every p_ij and q_ij so that log() stays finite.
+MACHINE_EPSILON = float(np.finfo(np.float64).eps)
+
+
+def _float_dtype(device: torch.device) -> torch.dtype:
+    # Apple's MPS has no float64; everywhere else the probabilities are computed in float64.
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def _check_perplexity(perplexity, n: int) -> float:
+    if isinstance(perplexity, bool) or not isinstance(perplexity, (int, float, np.integer, np.floating)):
+        raise TypeError(f"perplexity must be a number, got {type(perplexity).__name__}")
+    if not 1 <= perplexity <= n - 1:
+        raise ValueError(f"perplexity must be between 1 and n_samples - 1 = {n - 1} "
+                         f"(an effective number of neighbours), got {perplexity}")
+    return float(perplexity)
+
+
+def squared_distances(X, device=None) -> Tensor:
+    """D_ij = ||x_i - x_j||^2 for the rows of ``X``, as an (n, n) tensor on ``device``.
+
+    Computed as ||x_i||^2 + ||x_j||^2 - 2 x_i . x_j (one matrix product), as
+    scikit-learn does, with rounding below zero clipped and an exact zero diagonal.
+    """
+    device = torch.device(device) if device is not None else get_device()
+    X = torch.as_tensor(as_2d_array(X, "X"), device=device, dtype=_float_dtype(device))
+    sq = (X * X).sum(1)
+    D = torch.addmm(sq[:, None] + sq[None, :], X, X.T, alpha=-2.0).clamp_min_(0.0)
+    D.fill_diagonal_(0.0)
+    return D
+
+
+def _as_squared_distances(X, precomputed: bool, device) -> Tensor:
+    if not precomputed:
+        return squared_distances(X, device)
+    device = torch.device(device) if device is not None else get_device()
+    D = torch.as_tensor(as_2d_array(X, "X (squared distances)"), device=device, dtype=_float_dtype(device))
+    if D.shape[0] != D.shape[1]:
+        raise ValueError(f"with precomputed=True, X must be the square (n, n) matrix of squared "
+                         f"distances, got shape {tuple(D.shape)}")
+    if bool((D < 0).any()):
+        raise ValueError("with precomputed=True, X must hold squared distances, which are >= 0")
+    return D
+
+
+def conditional_probabilities(X, perplexity: float = 30.0, *, precomputed: bool = False, tol: float = 1e-5,
+                              max_steps: int = 100, device=None) -> tuple[Tensor, Tensor]:
+    """P_{j|i} with perplexity ``perplexity`` for every row at once, by binary search on beta_i.
+
+    ``X`` is the data (n, d), or with ``precomputed=True`` the (n, n) matrix of
+    squared distances D_ij = ||x_i - x_j||^2. Returns ``(P, beta)``: P[i, j] =
+    p_{j|i} (each row sums to 1, zero diagonal) and beta_i = 1 / (2 sigma_i^2),
+    so sigma_i = (2 beta_i)^(-1/2).
+
+    The entropy of row i (in nats) at precision beta is
+
+        H(P_i) = log sum_k exp(-beta D_ik) + beta sum_j p_{j|i} D_ij,
+
+    and it falls as beta grows. The search is scikit-learn's, step for step:
+    start at beta = 1; while |H - log(perplexity)| > ``tol``, if H is too high
+    (too many neighbours) raise beta, doubling it until the answer is bracketed
+    and bisecting after, else lower it the same way; stop after ``max_steps``.
+    Here all n rows take their step together as tensor operations (on a GPU
+    when there is one) and a row leaves the loop once it has converged.
+    """
+    D = _as_squared_distances(X, precomputed, device)
+    n = D.shape[0]
+    perplexity = _check_perplexity(perplexity, n)
+    tol = _check_positive(tol, "tol")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
+    target = math.log(perplexity)
+    # Measuring each row from its nearest neighbour multiplies row i of exp(-beta D)
+    # by a constant, so P is unchanged, but the largest term becomes exp(0) = 1 and
+    # the sum can no longer underflow to 0 (for a far outlier it would, and
+    # scikit-learn's search then misses the perplexity).
+    nearest = D.clone().fill_diagonal_(math.inf).min(dim=1, keepdim=True).values
+    D = D - nearest
+    D.fill_diagonal_(0.0)
+
+    beta = torch.ones(n, dtype=D.dtype, device=D.device)
+    beta_min = torch.full_like(beta, -math.inf)
+    beta_max = torch.full_like(beta, math.inf)
+    P = torch.zeros_like(D)
+    rows = torch.arange(n, device=D.device)  # the rows still searching
+    for step in range(max_steps):
+        D_rows = D if len(rows) == n else D[rows]  # no copy while every row is still searching
+        b = beta[rows]
+        # Terms below e^-700 are clipped up to it: 300 orders of magnitude under the
+        # largest term they change no sum, and it keeps exp() off its slow subnormal path.
+        weights = torch.mul(D_rows, -b[:, None]).clamp_min_(-700.0).exp_()
+        weights[torch.arange(len(rows), device=D.device), rows] = 0.0  # k != i
+        total = weights.sum(1)
+        entropy = torch.log(total) + b * (D_rows * weights).sum(1) / total
+        too_high = entropy > target
+        done = (entropy - target).abs() <= tol
+        if step == max_steps - 1:
+            done = torch.ones_like(done)  # out of steps: keep the last beta tried, as scikit-learn does
+        # Bracket and bisect (scikit-learn's update, written for a vector of rows).
+        lo = torch.where(too_high, b, beta_min[rows])
+        hi = torch.where(too_high, beta_max[rows], b)
+        raised = torch.where(hi == math.inf, 2.0 * b, (b + hi) / 2.0)
+        lowered = torch.where(lo == -math.inf, b / 2.0, (b + lo) / 2.0)
+        beta_min[rows], beta_max[rows] = lo, hi
+        beta[rows] = torch.where(done, b, torch.where(too_high, raised, lowered))
+        P[rows[done]] = weights[done] / total[done, None]
+        rows = rows[~done]
+        if len(rows) == 0:
+            break
+    return P, beta
+
+
+def joint_probabilities(X, perplexity: float = 30.0, *, precomputed: bool = False, device=None) -> Tensor:
+    """The symmetric joint P of t-SNE: p_ij = (p_{j|i} + p_{i|j}) / (2n), an (n, n) tensor.
+
+    ``X`` and ``precomputed`` are as in :func:`conditional_probabilities`. P is
+    symmetric with a zero diagonal and sums to 1; as in scikit-learn, every
+    off-diagonal entry is floored at machine epsilon so that log(p_ij) is finite.
+    With the same squared distances, ``P[np.triu_indices(n, 1)]`` equals
+    ``sklearn.manifold._t_sne._joint_probabilities`` to rounding (except for
+    far outliers, where scikit-learn's search misses the perplexity).
+    """
+    P_cond, _ = conditional_probabilities(X, perplexity, precomputed=precomputed, device=device)
+    return _symmetrize(P_cond)
+
+
+def _symmetrize(P_cond: Tensor) -> Tensor:
+    P = P_cond + P_cond.T
+    # Each row of P_cond sums to 1, so the sum is 2n; dividing by the computed sum
+    # is what scikit-learn does, and it keeps the total at 1 to the last bit.
+    P = (P / P.sum().clamp_min(MACHINE_EPSILON)).clamp_min_(MACHINE_EPSILON)
+    P.fill_diagonal_(0.0)
+    return P
+
+
+def student_t_kernel(E: Tensor) -> Tensor:
+    """W_ij = (1 + ||e_i - e_j||^2)^-1 for i != j and W_ii = 0: t-SNE's unnormalised q_ij."""
+    sq = (E * E).sum(1)
+    # 1 + ||e_i - e_j||^2 = (1 + ||e_i||^2) + ||e_j||^2 - 2 e_i . e_j: one matrix product and one
+    # addition over the n x n entries. Rounding can leave ||e_i - e_j||^2 a hair below 0 for
+    # coinciding points, which the 1 makes harmless.
+    one_plus_D = torch.addmm((1.0 + sq)[:, None], E, E.T, alpha=-2.0).add_(sq[None, :])
+    # An infinite self-distance gives w_ii = 0 without a separate mask (q_ii is not defined).
+    one_plus_D.fill_diagonal_(math.inf)
+    return one_plus_D.reciprocal_()
+
+
+def _check_P_E(P: Tensor, E: Tensor) -> None:
+    if not isinstance(P, Tensor) or not isinstance(E, Tensor):
+        raise TypeError(f"P and E must be torch tensors, got {type(P).__name__} and {type(E).__name__}")
+    if E.dim() != 2:
+        raise ValueError(f"E must be 2-D (n_samples, n_components), got shape {tuple(E.shape)}")
+    if P.shape != (len(E), len(E)):
+        raise ValueError(f"P must be the ({len(E)}, {len(E)}) joint probability matrix for E's "
+                         f"{len(E)} points, got shape {tuple(P.shape)}")
+
+
+def kl_divergence(P: Tensor, E: Tensor) -> Tensor:
+    """C = KL(P || Q) = sum_{i != j} p_ij log(p_ij / q_ij), with Q the Student-t kernel of E.
+
+    ``P`` is the (n, n) joint P, ``E`` the (n, n_components) embedding. As in
+    scikit-learn, p_ij and q_ij are floored at machine epsilon inside the log.
+    Differentiable: autograd through it gives dC/dE.
+    """
+    _check_P_E(P, E)
+    W = student_t_kernel(E)
+    Q = W / W.sum()
+    return (P * torch.log(P.clamp_min(MACHINE_EPSILON) / Q.clamp_min(MACHINE_EPSILON))).sum()
+
+
+def kl_gradient(P: Tensor, E: Tensor) -> Tensor:
+    """dC/de_i = 4 sum_j (p_ij - q_ij) (1 + ||e_i - e_j||^2)^-1 (e_i - e_j), for all i at once.
+
+    With G_ij = (p_ij - q_ij) w_ij this is 4 (rowsum(G)_i e_i - (G E)_i). ``P`` must
+    be symmetric, as the joint P is (the formula assumes it). Early exaggeration
+    passes alpha P here, as t-SNE implementations do.
+    """
+    _check_P_E(P, E)
+    W = student_t_kernel(E)
+    # Built in place as -G = (q_ij - p_ij) w_ij: each fresh n x n buffer costs page faults.
+    minus_G = (W / W.sum()).sub_(P).mul_(W)
+    # G is symmetric, so G E = (E^T G)^T; BLAS runs this orientation several times faster.
+    return 4.0 * ((E.T @ minus_G).T - minus_G.sum(1, keepdim=True) * E)
+
+
+@dataclass
+class TSNEResult:
+    """What :func:`tsne` returns."""
+
+    embedding: np.ndarray  # (n, n_components)
+    kl_divergence: float  # KL(P || Q) at the final embedding, in float64
+    n_iter: int  # gradient steps taken
+    kl_history: list = field(default_factory=list)  # (iteration, KL(P || Q)) every 50 steps
+    beta: np.ndarray | None = None  # beta_i = 1 / (2 sigma_i^2) found by the perplexity search
+
+
+def _initial_embedding(X: np.ndarray, init, n_components: int, seed: int) -> np.ndarray:
+    n = len(X)
+    if isinstance(init, str) and init == "pca":
+        if n_components > min(X.shape):
+            raise ValueError(f'init="pca" gives at most min(n_samples, n_features) = {min(X.shape)} '
+                             f'components, n_components is {n_components}: use init="random"')
+        Xc = X - X.mean(axis=0)
+        U, s, _ = np.linalg.svd(Xc, full_matrices=False)
+        E = U[:, :n_components] * s[:n_components]
+        # scikit-learn's choice: PCA rescaled so that its first axis has standard
+        # deviation 1e-4, the scale of the random start (tiny, so early steps are gentle).
+        return E / np.std(E[:, 0]) * 1e-4
+    if isinstance(init, str) and init == "random":
+        return 1e-4 * np.random.default_rng(seed).standard_normal((n, n_components))
+    if isinstance(init, str):
+        raise ValueError(f'init must be "pca", "random" or an array, got {init!r}')
+    E = as_2d_array(init, "init")
+    if E.shape != (n, n_components):
+        raise ValueError(f"init must have shape ({n}, {n_components}), got {E.shape}")
+    return E
+
+
+def _check_positive(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    return float(value)
+
+
+def tsne(X, n_components: int = 2, perplexity: float = 30.0, *, early_exaggeration: float = 12.0,
+         n_iter: int = 1000, learning_rate="auto", init="pca", exaggeration_iter: int = 250,
+         momentum=(0.5, 0.8), min_gain: float = 0.01, n_iter_without_progress: int = 300,
+         min_grad_norm: float = 1e-7, dtype: torch.dtype = torch.float32, device=None,
+         seed: int = 0) -> TSNEResult:
+    """Exact t-SNE of the rows of ``X``: returns the embedding and its KL divergence.
+
+    The optimiser is van der Maaten's, as scikit-learn runs it: gradient descent
+    with momentum and per-coordinate gains ("delta-bar-delta": a gain grows by
+    0.2 while its gradient keeps its sign and shrinks by a factor 0.8 when it
+    flips, never below ``min_gain``), in two phases:
+
+    1. ``exaggeration_iter`` steps with momentum ``momentum[0]`` on
+       ``early_exaggeration`` x P, which pulls clusters together early;
+    2. steps with momentum ``momentum[1]`` on P up to ``n_iter`` in all.
+
+    ``learning_rate="auto"`` is max(n / early_exaggeration / 4, 50). Every 50
+    steps the KL divergence is recorded; phase 2 stops early when it has not
+    improved for ``n_iter_without_progress`` steps or when the gradient norm
+    falls below ``min_grad_norm``. ``init`` is ``"pca"`` (rescaled to standard
+    deviation 1e-4), ``"random"`` (N(0, 1e-4^2), seeded by ``seed``) or an
+    (n, n_components) array. The steps run in ``dtype`` (float32: half the
+    memory traffic, ample for plotting) on ``device``; P and the final KL are
+    float64 (float32 on Apple's MPS). Unlike scikit-learn, the Student-t kernel
+    keeps one degree of freedom for every ``n_components``.
+    """
+    X = as_2d_array(X, "X")
+    n = len(X)
+    n_components = check_n_components(n_components, n - 1)
+    perplexity = _check_perplexity(perplexity, n)
+    early_exaggeration = _check_positive(early_exaggeration, "early_exaggeration")
+    for name, value in (("n_iter", n_iter), ("exaggeration_iter", exaggeration_iter),
+                        ("n_iter_without_progress", n_iter_without_progress)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    if isinstance(learning_rate, str):
+        if learning_rate != "auto":
+            raise ValueError(f'learning_rate must be "auto" or a positive number, got {learning_rate!r}')
+        learning_rate = max(n / early_exaggeration / 4.0, 50.0)
+    learning_rate = _check_positive(learning_rate, "learning_rate")
+    if not isinstance(momentum, (tuple, list)) or len(momentum) != 2 or not all(0 <= m < 1 for m in momentum):
+        raise ValueError(f"momentum must be two numbers in [0, 1), one per phase, got {momentum!r}")
+    min_gain = _check_positive(min_gain, "min_gain")
+    device = torch.device(device) if device is not None else get_device()
+    if device.type == "mps" and dtype == torch.float64:
+        dtype = torch.float32
+
+    E0 = _initial_embedding(X, init, n_components, seed)
+    P_cond, beta = conditional_probabilities(X, perplexity, device=device)
+    P64 = _symmetrize(P_cond)
+    del P_cond
+    P = P64.to(dtype)
+    E = torch.as_tensor(E0, dtype=dtype, device=device)
+
+    kl_history = []
+    it = 0
+    phases = ((min(exaggeration_iter, n_iter), early_exaggeration, momentum[0], None),
+              (n_iter, 1.0, momentum[1], n_iter_without_progress))
+    for stop, exaggeration, mom, patience in phases:
+        P_phase = P * exaggeration if exaggeration != 1.0 else P
+        update = torch.zeros_like(E)  # each phase starts afresh, as in scikit-learn
+        gains = torch.ones_like(E)
+        best_kl, best_it = math.inf, it
+        while it < stop:
+            grad = kl_gradient(P_phase, E)
+            # delta-bar-delta: the last update went against the last gradient, so
+            # update * grad < 0 means the gradient kept its sign: grow that gain, else shrink it.
+            kept_sign = update * grad < 0.0
+            gains = torch.where(kept_sign, gains + 0.2, gains * 0.8).clamp_min_(min_gain)
+            grad = grad * gains
+            update = mom * update - learning_rate * grad
+            E = E + update
+            it += 1
+            if it % 50 == 0 or it == stop:
+                kl = float(kl_divergence(P, E))
+                kl_history.append((it, kl))
+                if kl < best_kl:
+                    best_kl, best_it = kl, it
+                elif patience is not None and it - best_it > patience:
+                    break
+                if float(torch.linalg.vector_norm(grad)) <= min_grad_norm:
+                    break
+
+    final_kl = float(kl_divergence(P64, E.to(P64.dtype)))
+    return TSNEResult(E.cpu().numpy().astype(np.float64), final_kl, it, kl_history,
+                      beta.cpu().numpy())
