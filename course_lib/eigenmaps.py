@@ -28,13 +28,18 @@ from .utils import as_2d_array, check_n_components
 def knn_adjacency(X, n_neighbors: int = 10) -> np.ndarray:
     """Boolean n x n adjacency of the symmetrised k-nearest-neighbour graph."""
     X = as_2d_array(X, "X")
-    n = len(X)
+    return _knn_adjacency_from(cdist(X, X, "sqeuclidean"), n_neighbors)
+
+
+def _knn_adjacency_from(D2: np.ndarray, n_neighbors: int) -> np.ndarray:
+    n = len(D2)
     if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, (int, np.integer)) \
             or not 1 <= n_neighbors < n:
         raise ValueError(f"n_neighbors must be an int between 1 and {n - 1}, got {n_neighbors!r}")
-    D2 = cdist(X, X, "sqeuclidean")
+    D2 = D2.copy()
     np.fill_diagonal(D2, np.inf)
-    neighbours = np.argsort(D2, axis=1, kind="stable")[:, :n_neighbors]
+    # argpartition finds the k smallest in O(n) per row; their order does not matter here
+    neighbours = np.argpartition(D2, n_neighbors - 1, axis=1)[:, :n_neighbors]
     A = np.zeros((n, n), dtype=bool)
     A[np.arange(n)[:, None], neighbours] = True
     return A | A.T
@@ -47,8 +52,8 @@ def heat_kernel_weights(X, n_neighbors: int = 10, t: float | None = None) -> np.
     default; ``t=np.inf`` gives Belkin and Niyogi's "simple-minded" 0/1 weights.
     """
     X = as_2d_array(X, "X")
-    A = knn_adjacency(X, n_neighbors)
     D2 = cdist(X, X, "sqeuclidean")
+    A = _knn_adjacency_from(D2, n_neighbors)
     if t is None:
         t = float(np.median(D2[A]))
     if not (isinstance(t, (int, float, np.floating)) and t > 0):
