@@ -6,6 +6,8 @@ INSTALLED := $(VENV)/.installed
 APT_PACKAGES := dataset-fashion-mnist bible-kjv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# Tools the commands call by name (nbgrader runs alembic, the book runs jupyter) come from the venv.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: setup data book test release headers bench clean
 

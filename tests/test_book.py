@@ -18,7 +18,8 @@ JUPYTER_BOOK = str(Path(sys.executable).with_name("jupyter-book"))
 
 
 def build(source: Path, output: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, COURSE_QUICK=os.environ.get("COURSE_QUICK", "1"))
+    env = dict(os.environ, COURSE_QUICK=os.environ.get("COURSE_QUICK", "1"),
+               PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     return subprocess.run([JUPYTER_BOOK, "build", str(source), "--path-output", str(output), "-W", "-n",
                            "--keep-going"], capture_output=True, text=True, env=env, timeout=2400)
 

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -26,7 +27,9 @@ HIDDEN_BLOCK = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", 
 
 
 def run_nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([NBGRADER, *args], cwd=course, capture_output=True, text=True, timeout=1200)
+    # nbgrader runs `alembic` from PATH: put the environment's scripts first even when it is not activated
+    env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    result = subprocess.run([NBGRADER, *args], cwd=course, capture_output=True, text=True, timeout=1200, env=env)
     assert result.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result
 
