@@ -136,8 +136,12 @@ def grade(assignment: str, tmp_path_factory):
     run_nbgrader(course, "autograde", assignment, "--force", "--Execute.timeout=30")
     run_nbgrader(course, "generate_feedback", assignment, "--force")
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        scores = {s: (gb.find_submission(assignment, s).score, gb.find_submission(assignment, s).max_score)
-                  for s in students}
+        # Auto-graded points only: written answers are graded by hand after autograde, so the
+        # total `score` of an assignment with written answers can never reach `max_score` here.
+        scores = {}
+        for student in students:
+            submission = gb.find_submission(assignment, student)
+            scores[student] = (submission.code_score, submission.max_code_score)
     _GRADED[assignment] = scores, course
     return scores, course
 
