@@ -72,23 +72,25 @@ def test_release_is_what_nbgrader_makes(generated, assignment):
 
 
 def test_no_solution_or_hidden_test_in_the_release():
-    secrets = []
-    for source in (ROOT / "solutions").glob("*/*.ipynb"):
-        cells = nbformat.read(source, as_version=4).cells
-        # what students may see: everything outside the solution and hidden-test blocks
-        public = "\n".join(HIDDEN_BLOCK.sub("", SOLUTION_BLOCK.sub("", c.source)) for c in cells)
-        for cell in cells:
-            for block in SOLUTION_BLOCK.findall(cell.source) + HIDDEN_BLOCK.findall(cell.source):
-                secrets += [line.strip() for line in block.splitlines()
-                            if len(line.strip()) > 25 and line.strip() not in public]
-    assert secrets, "found no solution code to look for: the check would be vacuous"
-    for release in (ROOT / "notebooks").rglob("*.ipynb"):
+    releases = sorted((ROOT / "notebooks").rglob("*.ipynb"))
+    for release in releases:
         text = release.read_text()
         for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
             assert marker not in text, f"{release} contains '{marker}'"
+    n_secrets = 0
+    for source in (ROOT / "solutions").glob("*/*.ipynb"):
+        release = ROOT / "notebooks" / source.parent.name / source.name
+        cells = nbformat.read(source, as_version=4).cells
+        # what students may see: everything outside the solution and hidden-test blocks
+        public = "\n".join(HIDDEN_BLOCK.sub("", SOLUTION_BLOCK.sub("", c.source)) for c in cells)
+        secrets = [line.strip() for c in cells
+                   for block in SOLUTION_BLOCK.findall(c.source) + HIDDEN_BLOCK.findall(c.source)
+                   for line in block.splitlines() if len(line.strip()) > 25 and line.strip() not in public]
+        n_secrets += len(secrets)
         for cell in nbformat.read(release, as_version=4).cells:
             for line in secrets:
                 assert line not in cell.source, f"{release} leaks solution or hidden-test line: {line!r}"
+    assert n_secrets, "found no solution code to look for: the check would be vacuous"
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
