@@ -36,7 +36,7 @@ book: setup
 # Everything: unit tests, nbgrader round trips, solution notebooks (nbval) and the
 # book built in quick mode (inside tests/test_book.py).
 test: setup
-	COURSE_QUICK=1 $(PY) -m pytest -q -ra -n 2 --dist loadgroup tests solutions --nbval-lax --durations=15
+	COURSE_QUICK=1 $(PY) -m pytest -q -ra -n 2 --dist loadscope tests solutions --nbval-lax --durations=15
 
 # Regenerate the student notebooks (notebooks/) from the nbgrader sources (solutions/).
 release: $(INSTALLED)
