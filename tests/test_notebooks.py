@@ -48,3 +48,17 @@ def test_toc_lists_every_chapter_and_exercise():
     for path in (ROOT / "notebooks").glob("*/*.ipynb"):
         assert f"notebooks/{path.parent.name}/{path.stem}" in files, f"{path} is missing from _toc.yml"
     assert not any(f.startswith("solutions") for f in files), "solutions must never be rendered"
+
+
+def test_readme_colab_links_use_the_configured_repository():
+    import re
+
+    import yaml
+
+    url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"].rstrip("/")
+    github = url.removeprefix("https://github.com/")
+    links = re.findall(r"colab\.research\.google\.com/github/([^)\s]+)", (ROOT / "README.md").read_text())
+    assert links, "the README's course table has no Colab links"
+    for link in links:
+        assert link.startswith(f"{github}/blob/"), f"README link {link} does not use {url} from _config.yml"
+        assert (ROOT / link.split("/blob/", 1)[1].split("/", 1)[1]).exists(), f"README links a missing file: {link}"
