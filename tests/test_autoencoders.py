@@ -26,17 +26,7 @@ from course_lib.training import fit
 from course_lib.utils import seed_everything
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Train the tiny models of these tests on one thread.
-
-    At this size a second thread only adds synchronisation; when the other core
-    is busy (a shared machine, pytest-xdist) it makes training 10-30x slower.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+# One torch thread for these tiny models: see the autouse fixture in conftest.py.
 
 
 MODELS = {
