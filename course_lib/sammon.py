@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .pca import pca
 from .utils import as_2d_array, check_n_components, get_device
 
 OPTIMIZERS = ("lbfgs", "sammon", "adam", "sgd")
@@ -141,11 +142,9 @@ def _initial_embedding(X: np.ndarray, init, n_components: int, d_star_mean_sq: f
         if n_components > min(X.shape):
             raise ValueError(f'init="pca" gives at most min(n_samples, n_features) = {min(X.shape)} '
                              f'components, n_components is {n_components}: use init="random"')
-        Xc = X - X.mean(axis=0)
-        U, s, _ = np.linalg.svd(Xc, full_matrices=False)
         # Principal coordinates: distances are those of the data projected on the
         # principal plane, already on the data's scale.
-        return U[:, :n_components] * s[:n_components]
+        return pca(X, n_components)
     if isinstance(init, str) and init == "random":
         # Scaled so that the mean squared distance E||e_i - e_j||^2 = 2 k s^2 matches the data's.
         scale = np.sqrt(d_star_mean_sq / (2 * n_components))

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .pca import pca
 from .utils import as_2d_array, check_n_components, get_device
 
 # The floor scikit-learn puts under every p_ij and q_ij so that log() stays finite.
@@ -241,9 +242,7 @@ def _initial_embedding(X: np.ndarray, init, n_components: int, seed: int) -> np.
         if n_components > min(X.shape):
             raise ValueError(f'init="pca" gives at most min(n_samples, n_features) = {min(X.shape)} '
                              f'components, n_components is {n_components}: use init="random"')
-        Xc = X - X.mean(axis=0)
-        U, s, _ = np.linalg.svd(Xc, full_matrices=False)
-        E = U[:, :n_components] * s[:n_components]
+        E = pca(X, n_components)
         # scikit-learn's choice: PCA rescaled so that its first axis has standard
         # deviation 1e-4, the scale of the random start (tiny, so early steps are gentle).
         return E / np.std(E[:, 0]) * 1e-4
