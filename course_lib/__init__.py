@@ -12,8 +12,8 @@ One small module per method, plus the shared pieces every chapter uses:
 - :mod:`course_lib.autoencoders`, :mod:`course_lib.losses`, :mod:`course_lib.anomaly`  (autoencoders)
 - :mod:`course_lib.corpora`, :mod:`course_lib.word2vec`, :mod:`course_lib.factorized`  (embeddings)
 """
-from .utils import get_device, pick_size, quick_mode, seed_everything
+from .utils import get_device, limit_cpu_threads, pick_size, quick_mode, seed_everything
 
 __version__ = "0.1.0"
 
-__all__ = ["get_device", "pick_size", "quick_mode", "seed_everything", "__version__"]
+__all__ = ["get_device", "limit_cpu_threads", "pick_size", "quick_mode", "seed_everything", "__version__"]

@@ -56,6 +56,19 @@ def pick_size(cpu, gpu=None, quick=None, device: torch.device | str | None = Non
     return cpu
 
 
+def limit_cpu_threads(max_cores: int = 2) -> int:
+    """Run PyTorch on one thread when the machine has at most ``max_cores`` cores.
+
+    The course's models are small: on a 2-core CPU one thread is about as fast
+    as two for them, and it does not slow to a crawl when another process (a
+    second notebook, the test suite's other worker) shares the cores. Machines
+    with more cores, and GPUs, are left alone. Returns the thread count in use.
+    """
+    if (os.cpu_count() or 1) <= max_cores:
+        torch.set_num_threads(1)
+    return torch.get_num_threads()
+
+
 def seed_everything(seed: int = 0) -> torch.Generator:
     """Seed Python's, NumPy's and PyTorch's generators (CPU and every GPU).
 

@@ -1,8 +1,10 @@
+import os
+
 import numpy as np
 import pytest
 import torch
 
-from course_lib import get_device, pick_size, quick_mode, seed_everything
+from course_lib import get_device, limit_cpu_threads, pick_size, quick_mode, seed_everything
 from course_lib.utils import as_2d_array
 
 
@@ -42,3 +44,15 @@ def test_as_2d_array_messages():
         as_2d_array(np.ones((1, 3)))
     with pytest.raises(TypeError, match="numeric"):
         as_2d_array([["a", "b"], ["c", "d"]], "E")
+
+
+def test_limit_cpu_threads_only_on_small_machines(monkeypatch):
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setattr(os, "cpu_count", lambda: 16)
+        assert limit_cpu_threads() == 2, "a 16-core machine keeps its threads"
+        monkeypatch.setattr(os, "cpu_count", lambda: 2)
+        assert limit_cpu_threads() == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(previous)
