@@ -21,5 +21,10 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # A bad submission must get a grade, never crash the grading run:
 # - a cell that runs forever is interrupted after this many seconds and marked as failed;
 c.Execute.timeout = 600
+# - after that interrupt, a kernel deep in a long tensor operation can take more than nbgrader's
+#   4 s to report back; wait longer, and if it still does not, go on grading instead of dropping
+#   the whole submission.
+c.Execute.iopub_timeout = 30
+c.Execute.raise_on_iopub_timeout = False
 # - a test cell a student deleted is put back (and graded) rather than aborting the notebook.
 c.OverwriteCells.add_missing_cells = True
