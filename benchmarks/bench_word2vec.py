@@ -94,11 +94,11 @@ def run_ours(sentences, args) -> tuple:
 
 
 def quality(wv: WordVectors, both: set) -> dict:
+    analogy = evaluate_analogies(wv, corpora.load_analogy_questions(), restrict_to=both)
     return {
         "wordsim353": evaluate_word_pairs(wv, corpora.load_wordsim353(), restrict_to=both),
         "simlex999": evaluate_word_pairs(wv, corpora.load_simlex999(), restrict_to=both),
-        "analogy": {k: v for k, v in evaluate_analogies(wv, corpora.load_analogy_questions(),
-                                                        restrict_to=both).items() if k != "sections"},
+        "analogy": {k: analogy[k] for k in ("accuracy", "n_correct", "n_answerable", "n_total")},
     }
 
 

@@ -37,13 +37,14 @@ LossFn = Callable[[nn.Module, object], torch.Tensor]
 
 @dataclass
 class History:
-    """What :func:`fit` records, one entry per epoch."""
+    """What :func:`fit` records: one entry per epoch, and the loss of every step."""
 
     train_loss: list = field(default_factory=list)
     val_loss: list = field(default_factory=list)
     val_score: list = field(default_factory=list)
     best_epoch: int | None = None
     best_score: float | None = None
+    step_loss: list = field(default_factory=list)  # the loss of each mini-batch, in training order
 
     def plot(self, ax=None, title: str | None = None):
         """Learning curves: training and validation loss against the epoch."""
@@ -215,8 +216,9 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            history.step_loss.append(float(loss.detach()))
             n = _batch_len(batch)
-            total += float(loss.detach()) * n
+            total += history.step_loss[-1] * n
             count += n
         history.train_loss.append(total / count)
 

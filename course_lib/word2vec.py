@@ -521,20 +521,26 @@ def evaluate_analogies(wv: WordVectors, questions, restrict_to=None, chunk_size:
     A question is answerable when its four words are in ``wv`` (and in
     ``restrict_to`` when given); the others are skipped and counted, as gensim
     does. Returns ``{"accuracy", "n_correct", "n_answerable", "n_total",
-    "sections"}``, where ``sections`` maps a section name to ``(n_correct,
-    n_answerable)``.
+    "sections", "questions", "ranks"}``, where ``sections`` maps a section
+    name to ``(n_correct, n_answerable)``, ``questions`` lists the answerable
+    questions and ``ranks`` gives, for each of them, the place of d among the
+    answers (1 = correct; ties go to the lower word id, as ``argmax`` does).
     """
     answerable = [q for q in questions
                   if all(w in wv and (restrict_to is None or w in restrict_to) for w in q[:4])]
     ids = np.array([[wv.index[w] for w in q[:4]] for q in answerable], dtype=np.int64).reshape(-1, 4)
-    correct = np.zeros(len(ids), dtype=bool)
+    ranks = np.zeros(len(ids), dtype=np.int64)
     rows = np.arange(min(chunk_size, len(ids)))
+    word_ids = np.arange(len(wv))
     for start in range(0, len(ids), chunk_size):
         a, b, c, d = ids[start:start + chunk_size].T
         scores = (wv.unit[b] - wv.unit[a] + wv.unit[c]) @ wv.unit.T
         r = rows[:len(a)]
         scores[r, a] = scores[r, b] = scores[r, c] = -np.inf
-        correct[start:start + chunk_size] = scores.argmax(axis=1) == d
+        score_d = scores[r, d][:, None]
+        ahead = (scores > score_d) | ((scores == score_d) & (word_ids < d[:, None]))
+        ranks[start:start + chunk_size] = ahead.sum(axis=1) + 1
+    correct = ranks == 1
     sections = {}
     for q, ok in zip(answerable, correct):
         n_ok, n = sections.get(q[4], (0, 0))
@@ -545,6 +551,8 @@ def evaluate_analogies(wv: WordVectors, questions, restrict_to=None, chunk_size:
         "n_answerable": len(answerable),
         "n_total": len(questions),
         "sections": sections,
+        "questions": answerable,
+        "ranks": ranks,
     }
 
 

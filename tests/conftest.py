@@ -24,8 +24,6 @@ def _one_thread():
     torch.set_num_threads(previous)
 
 
-
-
 def pytest_xdist_make_scheduler(config, log):
     """``--dist loadscope``, with one scope per assignment for the grading tests.
 

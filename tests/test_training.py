@@ -42,6 +42,22 @@ def test_fit_learns_a_linear_map_and_records_history():
     np.testing.assert_allclose(model.weight.detach().numpy().ravel(), [1.0, -2.0, 0.5], atol=0.02)
 
 
+def test_history_records_every_step_loss():
+    seed_everything(0)
+    train, _, _ = split_dataset(make_regression(), seed=0)  # 320 items: 10 batches of 32 per epoch
+    seen = []
+
+    def loss_fn(model, batch):
+        loss = mse_loss(model, batch)
+        seen.append(loss.item())  # the loss fit is about to step on
+        return loss
+
+    history = fit(nn.Linear(3, 1), loss_fn, train, epochs=3, batch_size=32, lr=0.05, device="cpu", progress=False)
+    assert history.step_loss == seen and len(seen) == 3 * 10
+    # Equal batches: each epoch's loss is the mean of its steps' losses.
+    np.testing.assert_allclose(history.train_loss, np.mean(np.reshape(seen, (3, 10)), axis=1), rtol=1e-12)
+
+
 def test_fit_restores_the_best_validation_state():
     seed_everything(0)
     train, val, _ = split_dataset(make_regression(), seed=0)

@@ -47,12 +47,18 @@ def test_as_2d_array_messages():
 
 
 def test_limit_cpu_threads_only_on_small_machines(monkeypatch):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
     previous = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        monkeypatch.setattr(os, "cpu_count", lambda: 16)
-        assert limit_cpu_threads() == 2, "a 16-core machine keeps its threads"
-        monkeypatch.setattr(os, "cpu_count", lambda: 2)
-        assert limit_cpu_threads() == 1 and torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(previous)
+    # limits=None changes nothing on entry and puts NumPy's BLAS threads back on exit.
+    with threadpool_limits(limits=None):
+        try:
+            torch.set_num_threads(2)
+            monkeypatch.setattr(os, "cpu_count", lambda: 16)
+            assert limit_cpu_threads() == 2, "a 16-core machine keeps its threads"
+            monkeypatch.setattr(os, "cpu_count", lambda: 2)
+            assert limit_cpu_threads() == 1 and torch.get_num_threads() == 1
+            blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+            assert blas and set(blas) == {1}, f"NumPy's BLAS threads: {blas}"
+        finally:
+            torch.set_num_threads(previous)

@@ -331,6 +331,11 @@ def test_analogy_on_planted_vectors():
                                      ("man", "king", "pear", "queen", "royal")])
     assert (result["n_correct"], result["n_answerable"], result["n_total"]) == (2, 2, 3)
     assert result["sections"] == {"royal": (2, 2)}
+    assert [q[:4] for q in result["questions"]] == [("man", "king", "woman", "queen"),
+                                                    ("king", "man", "queen", "woman")]
+    assert result["ranks"].tolist() == [1, 1]
+    # With man, king and woman excluded only queen and apple remain: apple comes second.
+    assert evaluate_analogies(wv, [("man", "king", "woman", "apple", "x")])["ranks"].tolist() == [2]
     with pytest.raises(KeyError, match="pear"):
         wv.most_similar("pear")
 
@@ -352,6 +357,16 @@ def test_analogy_evaluation_matches_gensim(gensim_lee, lee_vectors):
     assert ours["n_answerable"] == len(total["correct"]) + len(total["incorrect"])
     assert ours["n_correct"] == len(total["correct"])
     assert ours["n_total"] == 19544
+    assert ours["n_correct"] == int(np.sum(ours["ranks"] == 1))
+
+
+def test_analogy_ranks_match_the_query_ranking(lee_vectors):
+    # The ranks come from the batched scores; WordVectors.analogy ranks one question at a time.
+    result = evaluate_analogies(lee_vectors, corpora.load_analogy_questions())
+    assert len(result["ranks"]) == result["n_answerable"] > 20
+    for (a, b, c, d, _), rank in list(zip(result["questions"], result["ranks"]))[::7][:20]:
+        ranking = [w for w, _ in lee_vectors.analogy(a, b, c, topn=len(lee_vectors) - 3)]
+        assert ranking.index(d) + 1 == rank
 
 
 def test_restrict_to_keeps_only_shared_words(lee_vectors):
