@@ -26,4 +26,10 @@ WRONG = [
 BROKEN = [
     ("ch05", "attribute_error_in_forward",
      lambda nb: replace_in_cell(nb, "factorized_forward", "self.gene_embedding(j)", "self.gene_embeding(j)")),
+    # a forward pass that fills 12 GB: the graded kernel's memory cap (nbgrader_config.py) turns it into
+    # a failed cell, instead of the machine's out-of-memory killer taking the kernel or the grader
+    ("ch05", "allocates_12_gb_in_forward",
+     lambda nb: replace_in_cell(nb, "factorized_forward", "        z_sample = self.sample_embedding(i)\n",
+                                 "        z_sample = self.sample_embedding(i)\n"
+                                 "        _ = torch.ones(3 * 2**30)  # 12 GB of float32, written\n")),
 ]
