@@ -16,7 +16,10 @@ The loss is a function ``loss_fn(model, batch) -> scalar tensor``: it receives
 the model and whatever the ``DataLoader`` yields (a tensor, a tuple, a dict),
 already moved to the training device, so one loop serves autoencoders
 (``batch`` is ``x``), classifiers (``(x, y)``) and word2vec
-(``(centre, context, negatives)``) alike.
+(``(centre, context, negatives)``) alike. A loss with several parts (the VAE's
+reconstruction and KL) returns ``(loss, {"name": term, ...})`` and :class:`History`
+keeps a curve per term. A learning-rate scheduler, gradient clipping and
+per-epoch callbacks (sample grids, early stopping) are options of :func:`fit`.
 """
 from __future__ import annotations
 
@@ -32,12 +35,18 @@ from torch.utils.data import (BatchSampler, DataLoader, Dataset, RandomSampler, 
 
 from .utils import get_device
 
-LossFn = Callable[[nn.Module, object], torch.Tensor]
+LossFn = Callable[[nn.Module, object], "torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]"]
+Callback = Callable[[int, nn.Module, "History"], "bool | None"]
 
 
 @dataclass
 class History:
-    """What :func:`fit` records: one entry per epoch, and the loss of every step."""
+    """What :func:`fit` records: one entry per epoch, and the loss of every step.
+
+    ``train_terms`` and ``val_terms`` hold a curve per named term when the loss
+    function returns ``(loss, terms)`` (for the VAE: reconstruction and KL), so
+    ``history.train_terms["kl"][e]`` is the mean KL over epoch ``e + 1``.
+    """
 
     train_loss: list = field(default_factory=list)
     val_loss: list = field(default_factory=list)
@@ -45,25 +54,59 @@ class History:
     best_epoch: int | None = None
     best_score: float | None = None
     step_loss: list = field(default_factory=list)  # the loss of each mini-batch, in training order
+    train_terms: dict = field(default_factory=dict)  # name -> one mean per epoch
+    val_terms: dict = field(default_factory=dict)
+    stopped_early: bool = False  # a callback ended training before the last epoch
 
-    def plot(self, ax=None, title: str | None = None):
-        """Learning curves: training and validation loss against the epoch."""
+    def plot(self, ax=None, title: str | None = None, terms: bool | list = False):
+        """Learning curves against the epoch: the loss, or (``terms=True`` or a list of names) its terms.
+
+        Training curves are solid, validation curves dashed in the same colour.
+        """
         import matplotlib.pyplot as plt
 
         if ax is None:
             _, ax = plt.subplots(figsize=(5, 3.2))
+        if terms:
+            names = list(self.train_terms) if terms is True else list(terms)
+            missing = [n for n in names if n not in self.train_terms]
+            if missing or not names:
+                raise ValueError(f"terms must name recorded terms {sorted(self.train_terms)}, got {names}")
+            curves = [(f"{n}", self.train_terms[n], self.val_terms.get(n)) for n in names]
+        else:
+            curves = [("loss", self.train_loss, self.val_loss)]
         epochs = range(1, len(self.train_loss) + 1)
-        ax.plot(epochs, self.train_loss, marker="o", ms=3, label="training loss")
-        if self.val_loss:
-            ax.plot(epochs, self.val_loss, marker="o", ms=3, label="validation loss")
+        for i, (name, train, val) in enumerate(curves):
+            colour = f"C{i}"
+            ax.plot(epochs, train, marker="o", ms=3, color=colour, label=f"training {name}")
+            if val:
+                ax.plot(epochs, val, marker="o", ms=3, ls="--", color=colour, label=f"validation {name}")
         if self.best_epoch is not None:
             ax.axvline(self.best_epoch, color="gray", ls=":", label=f"best epoch ({self.best_epoch})")
         ax.set_xlabel("epoch")
-        ax.set_ylabel("loss")
+        ax.set_ylabel("loss" if not terms else "loss terms")
         if title:
             ax.set_title(title)
         ax.legend(frameon=False)
         return ax
+
+
+def split_loss(output) -> tuple[torch.Tensor, dict]:
+    """``(loss, terms)`` from what a loss function returned: a scalar, or ``(scalar, {name: scalar})``."""
+    if isinstance(output, torch.Tensor):
+        loss, terms = output, {}
+    elif isinstance(output, (tuple, list)) and len(output) == 2 and isinstance(output[1], dict):
+        loss, terms = output
+    else:
+        raise TypeError("loss_fn must return a scalar tensor or (loss, terms) with terms a dict of "
+                        f"named scalars, got {type(output).__name__}")
+    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise ValueError(f"loss_fn must return a scalar, got a tensor of shape {shape}")
+    for name, term in terms.items():
+        if not isinstance(term, torch.Tensor) or term.dim() != 0:
+            raise ValueError(f"loss term {name!r} must be a scalar tensor, got {term!r:.60}")
+    return loss, terms
 
 
 def split_dataset(dataset, fractions=(0.8, 0.1, 0.1), seed: int = 0):
@@ -127,23 +170,47 @@ def make_loader(data, batch_size: int = 128, shuffle: bool = False, seed: int = 
     return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator, **kwargs)
 
 
-@torch.no_grad()
 def evaluate(model: nn.Module, loss_fn: LossFn, data, device=None, batch_size: int = 512) -> float:
     """Mean of ``loss_fn`` over ``data``, weighted by batch size, in evaluation mode."""
+    return _evaluate(model, loss_fn, data, device, batch_size)[0]
+
+
+@torch.no_grad()
+def _evaluate(model, loss_fn, data, device=None, batch_size=512) -> tuple[float, dict]:
+    """The mean loss and the mean of each named term over ``data``."""
     device = device or next(model.parameters()).device
     loader = make_loader(data, batch_size=batch_size)
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
+    sums = _Sums()
     for batch in loader:
         batch = _unwrap_single(to_device(batch, device))
-        n = _batch_len(batch)
-        total += float(loss_fn(model, batch)) * n
-        count += n
+        sums.add(*split_loss(loss_fn(model, batch)), _batch_len(batch))
     model.train(was_training)
-    if count == 0:
+    if sums.count == 0:
         raise ValueError("evaluate() got an empty data set")
-    return total / count
+    return sums.means()
+
+
+class _Sums:
+    """Batch-size-weighted sums of the loss and its terms, kept on the device until read.
+
+    Reading a GPU tensor waits for the GPU; summing there and reading once per epoch
+    keeps the training loop from waiting after every step.
+    """
+
+    def __init__(self):
+        self.loss, self.terms, self.count = 0.0, {}, 0
+
+    def add(self, loss, terms, n):
+        # in double precision, as Python's floats, so that a long epoch's mean does not drift
+        self.loss = self.loss + loss.detach().double() * n
+        for name, term in terms.items():
+            self.terms[name] = self.terms.get(name, 0.0) + term.detach().double() * n
+        self.count += n
+
+    def means(self) -> tuple[float, dict]:
+        return float(self.loss) / self.count, {k: float(v) / self.count for k, v in self.terms.items()}
 
 
 def _batch_len(batch) -> int:
@@ -171,19 +238,34 @@ def fit(
     higher_is_better: bool = False,
     seed: int = 0,
     progress: bool = True,
+    scheduler=None,
+    scheduler_step: str = "epoch",
+    clip_grad_norm: float | None = None,
+    callbacks: Callback | list[Callback] = (),
 ) -> History:
     """Train ``model`` by minimising ``loss_fn`` and keep its best validation state.
 
     Parameters
     ----------
     model : the ``nn.Module`` to train; it is moved to ``device``.
-    loss_fn : ``loss_fn(model, batch) -> scalar tensor``, the book's equation.
+    loss_fn : ``loss_fn(model, batch)``, the book's equation. It returns the scalar
+        loss, or ``(loss, terms)`` with ``terms`` a dict of named scalars (e.g.
+        ``{"reconstruction": ..., "kl": ...}``) that :class:`History` records per epoch.
     train_data, val_data : ``Dataset``, ``DataLoader`` or tensor.
     epochs, batch_size, lr : the usual; ``optimizer`` defaults to Adam(lr).
     score_fn : ``score_fn(model) -> float``, the validation score used to pick
         the best epoch; defaults to the mean validation loss (lower is better).
     higher_is_better : set when ``score_fn`` is an accuracy-like score.
     progress : show a tqdm bar over the epochs.
+    scheduler : a learning-rate scheduler, or a function ``optimizer -> scheduler``
+        (handy when ``fit`` makes the optimizer); stepped after every batch
+        (``scheduler_step="batch"``) or every epoch (``"epoch"``). A
+        ``ReduceLROnPlateau`` is stepped with the epoch's validation score, or its
+        training loss when there is no validation data.
+    clip_grad_norm : rescale the gradients so that their global norm is at most this.
+    callbacks : functions ``callback(epoch, model, history)`` called at the end of
+        each epoch (``epoch`` counts from 1); one that returns ``True`` stops training
+        (early stopping). Use them for sample grids and other per-epoch looks.
 
     Returns a :class:`History`; on return ``model`` holds the parameters of the
     best epoch (the last one when there is no validation data).
@@ -194,9 +276,21 @@ def fit(
         raise TypeError("loss_fn must be a function loss_fn(model, batch) -> scalar tensor")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    if scheduler_step not in ("batch", "epoch"):
+        raise ValueError(f"scheduler_step must be 'batch' or 'epoch', got {scheduler_step!r}")
+    if clip_grad_norm is not None and not clip_grad_norm > 0:
+        raise ValueError(f"clip_grad_norm must be a positive number or None, got {clip_grad_norm!r}")
+    callbacks = [callbacks] if callable(callbacks) else list(callbacks)
+    if not all(callable(cb) for cb in callbacks):
+        raise TypeError("callbacks must be a function callback(epoch, model, history) or a list of them")
     device = torch.device(device) if device is not None else get_device()
     model.to(device)
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
+    if scheduler is not None and not hasattr(scheduler, "step"):
+        scheduler = scheduler(optimizer)  # a function optimizer -> scheduler
+    on_plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    if on_plateau and scheduler_step == "batch":
+        raise ValueError("a ReduceLROnPlateau scheduler needs scheduler_step='epoch'")
     train_loader = make_loader(train_data, batch_size=batch_size, shuffle=True, seed=seed)
     history = History()
     best_state = None
@@ -207,23 +301,26 @@ def fit(
     bar = trange(epochs, desc="epochs", disable=not progress, leave=False)
     for epoch in bar:
         model.train()
-        total, count = 0.0, 0
+        sums, step_losses = _Sums(), []
         for batch in train_loader:
             batch = _unwrap_single(to_device(batch, device))
-            loss = loss_fn(model, batch)
-            if loss.dim() != 0:
-                raise ValueError(f"loss_fn must return a scalar, got a tensor of shape {tuple(loss.shape)}")
+            loss, terms = split_loss(loss_fn(model, batch))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if clip_grad_norm is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
             optimizer.step()
-            history.step_loss.append(float(loss.detach()))
-            n = _batch_len(batch)
-            total += history.step_loss[-1] * n
-            count += n
-        history.train_loss.append(total / count)
+            if scheduler is not None and scheduler_step == "batch":
+                scheduler.step()
+            step_losses.append(loss.detach())
+            sums.add(loss, terms, _batch_len(batch))
+        if not step_losses:
+            raise ValueError("train_data is empty: there is no batch to train on")
+        history.step_loss += torch.stack(step_losses).tolist()  # one device read per epoch
+        _append(history, "train", *sums.means())
 
         if val_data is not None:
-            history.val_loss.append(evaluate(model, loss_fn, val_data, device, batch_size=max(batch_size, 512)))
+            _append(history, "val", *_evaluate(model, loss_fn, val_data, device, max(batch_size, 512)))
             model.eval()
             score = score_fn(model) if score_fn is not None else history.val_loss[-1]
             history.val_score.append(float(score))
@@ -233,10 +330,26 @@ def fit(
             bar.set_postfix(train=f"{history.train_loss[-1]:.4g}", val=f"{history.val_loss[-1]:.4g}")
         else:
             bar.set_postfix(train=f"{history.train_loss[-1]:.4g}")
+        if scheduler is not None and scheduler_step == "epoch":
+            if on_plateau:
+                scheduler.step(history.val_score[-1] if val_data is not None else history.train_loss[-1])
+            else:
+                scheduler.step()
+        stop = [bool(cb(epoch + 1, model, history)) for cb in callbacks]  # every callback sees every epoch
+        if any(stop) and epoch + 1 < epochs:
+            history.stopped_early = True
+            break
 
     if best_state is not None:
         model.load_state_dict(best_state)
     else:
-        history.best_epoch = epochs
+        history.best_epoch = len(history.train_loss)
     model.eval()
     return history
+
+
+def _append(history: History, part: str, loss: float, terms: dict):
+    getattr(history, f"{part}_loss").append(loss)
+    curves = getattr(history, f"{part}_terms")
+    for name, value in terms.items():
+        curves.setdefault(name, []).append(value)

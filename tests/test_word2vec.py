@@ -365,8 +365,13 @@ def test_analogy_ranks_match_the_query_ranking(lee_vectors):
     result = evaluate_analogies(lee_vectors, corpora.load_analogy_questions())
     assert len(result["ranks"]) == result["n_answerable"] > 20
     for (a, b, c, d, _), rank in list(zip(result["questions"], result["ranks"]))[::7][:20]:
-        ranking = [w for w, _ in lee_vectors.analogy(a, b, c, topn=len(lee_vectors) - 3)]
-        assert ranking.index(d) + 1 == rank
+        scored = lee_vectors.analogy(a, b, c, topn=len(lee_vectors) - 3)
+        ranking = [w for w, _ in scored]
+        # Batched and one-at-a-time float32 matrix products round differently (about 1e-7): words
+        # whose scores tie with d's to 1e-5 may swap places, nothing else may.
+        d_score = dict(scored)[d]
+        ties = sum(abs(score - d_score) <= 1e-5 for _, score in scored)  # d itself included
+        assert abs(ranking.index(d) + 1 - rank) < ties, (d, ranking.index(d) + 1, rank)
 
 
 def test_restrict_to_keeps_only_shared_words(lee_vectors):
