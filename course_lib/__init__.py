@@ -5,7 +5,7 @@ One small module per method, plus the shared pieces every chapter uses:
 - :mod:`course_lib.utils`     device choice, seeding, quick mode, input checks
 - :mod:`course_lib.data`      offline data loaders
 - :mod:`course_lib.training`  the one training loop
-- :mod:`course_lib.metrics`   trustworthiness, k-NN accuracy, reconstruction error
+- :mod:`course_lib.metrics`   trustworthiness, k-NN accuracy, reconstruction error, linear probe
 - :mod:`course_lib.plotting`  embedding scatter plots, image grids
 - :mod:`course_lib.pca`, :mod:`course_lib.mds`, :mod:`course_lib.eigenmaps`   (chapter 1)
 - :mod:`course_lib.sammon`, :mod:`course_lib.tsne`                            (distance-preserving maps)
