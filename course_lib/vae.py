@@ -81,6 +81,18 @@ def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None
     return mu + eps * torch.exp(0.5 * logvar)
 
 
+def kl_per_dimension(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mu_j, sigma_j^2) || N(0, 1)) of each latent coordinate j, entry by entry:
+
+        KL_j = 1/2 (sigma_j^2 + mu_j^2 - 1 - log sigma_j^2),   sigma_j^2 = exp(logvar_j).
+
+    A coordinate whose KL_j is ~0 for every x carries no information about x:
+    its posterior is the prior (a collapsed, "inactive" unit).
+    """
+    _check_gaussian_params(mu, logvar)
+    return 0.5 * (logvar.exp() + mu ** 2 - 1.0 - logvar)
+
+
 def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
     """KL(N(mu, diag(sigma^2)) || N(0, I)) in closed form, one value per sample:
 
@@ -89,8 +101,7 @@ def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
     Summed over the last (latent) dimension: the KL of independent coordinates
     is the sum of their KLs. Returns a tensor of shape ``mu.shape[:-1]``.
     """
-    _check_gaussian_params(mu, logvar)
-    return 0.5 * (logvar.exp() + mu ** 2 - 1.0 - logvar).sum(dim=-1)
+    return kl_per_dimension(mu, logvar).sum(dim=-1)
 
 
 def log_likelihood(x: Tensor, reconstruction: Tensor, likelihood: str = "bernoulli",
@@ -234,6 +245,47 @@ def vae_loss_fn(beta: float = 1.0) -> Callable:
         return negative_elbo(x, model(x), model.likelihood, model.sigma_x, beta)
 
     return loss_fn
+
+
+@torch.no_grad()
+def evaluate_elbo(model: nn.Module, x: Tensor, beta: float = 1.0, batch_size: int = 1000) -> dict[str, float]:
+    """The mean ``"negative_elbo"``, ``"reconstruction"`` (-E_q log p(x|z), the distortion) and
+    ``"kl"`` (the rate) over the samples x, in nats, with one sample z per x, in evaluation mode."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    sums = {"negative_elbo": 0.0, "reconstruction": 0.0, "kl": 0.0}
+    for start in range(0, x.shape[0], batch_size):
+        batch = x[start:start + batch_size].to(device)
+        loss, terms = negative_elbo(batch, model(batch), model.likelihood, model.sigma_x, beta)
+        for name, value in (("negative_elbo", loss), *terms.items()):
+            sums[name] += float(value) * batch.shape[0]
+    model.train(was_training)
+    return {name: total / x.shape[0] for name, total in sums.items()}
+
+
+# --------------------------------------------------------- the two gradient estimators
+def gradient_samples(f: Callable[[Tensor], Tensor], mu: Tensor, logvar: Tensor, n: int,
+                     generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    """n single-sample estimates of the gradient of E_q[f(z)], q = N(mu, diag(exp(logvar))),
+    with respect to (mu, logvar), by two estimators (rows: samples; columns: mu's then logvar's):
+
+    - ``"reparameterised"``: grad f(mu + eps sigma), through the sample, by autograd;
+    - ``"score_function"`` (REINFORCE): f(z) grad log q(z), which needs only values of f:
+      d log q / d mu = (z - mu) / sigma^2,  d log q / d logvar = ((z - mu)^2 / sigma^2 - 1) / 2.
+
+    Both are unbiased; ``f`` maps codes (n, L) to values (n,).
+    """
+    _check_gaussian_params(mu, logvar)
+    mu_n = mu.detach().expand(_check_dim(n, "n"), -1).clone().requires_grad_()
+    logvar_n = logvar.detach().expand(n, -1).clone().requires_grad_()
+    z = reparameterize(mu_n, logvar_n, generator)
+    values = f(z)
+    grad_mu, grad_logvar = torch.autograd.grad(values.sum(), (mu_n, logvar_n))  # row i depends on sample i only
+    eps_sq = ((z.detach() - mu_n.detach()) ** 2) / logvar_n.detach().exp()
+    score = torch.cat([(z.detach() - mu_n.detach()) / logvar_n.detach().exp(), 0.5 * (eps_sq - 1.0)], dim=1)
+    return {"reparameterised": torch.cat([grad_mu, grad_logvar], dim=1),
+            "score_function": values.detach()[:, None] * score}
 
 
 # ----------------------------------------------------------------- the IWAE bound
