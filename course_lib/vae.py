@@ -58,6 +58,12 @@ def _check_positive(value, name: str) -> float:
     return float(value)
 
 
+def _check_beta(beta) -> float:
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0 or math.isinf(beta):
+        raise ValueError(f"beta must be a non-negative finite number, got {beta!r}")
+    return float(beta)
+
+
 def _check_gaussian_params(mu, logvar) -> None:
     for name, t in (("mu", mu), ("logvar", logvar)):
         if not isinstance(t, torch.Tensor):
@@ -120,7 +126,6 @@ def log_likelihood(x: Tensor, reconstruction: Tensor, likelihood: str = "bernoul
     _check_likelihood(likelihood)
     if not isinstance(x, torch.Tensor) or not isinstance(reconstruction, torch.Tensor):
         raise TypeError("x and reconstruction must be torch.Tensors")
-    batch_shape = reconstruction.shape[:-1]
     if x.numel() != reconstruction.numel():
         raise ValueError(f"x ({tuple(x.shape)}) and reconstruction ({tuple(reconstruction.shape)}) "
                          "must hold the same number of entries")
@@ -130,7 +135,7 @@ def log_likelihood(x: Tensor, reconstruction: Tensor, likelihood: str = "bernoul
     sigma_x = _check_positive(sigma_x, "sigma_x")
     d = reconstruction.shape[-1]
     squared = ((x - reconstruction) ** 2).sum(dim=-1)
-    return (-squared / (2 * sigma_x ** 2) - 0.5 * d * (LOG_2PI + 2 * math.log(sigma_x))).reshape(batch_shape)
+    return -squared / (2 * sigma_x ** 2) - 0.5 * d * (LOG_2PI + 2 * math.log(sigma_x))
 
 
 # ------------------------------------------------------------------------ the model
@@ -220,8 +225,7 @@ def negative_elbo(x: Tensor, output: VAEOutput, likelihood: str = "bernoulli", s
     """
     if not isinstance(output, VAEOutput):
         raise TypeError(f"output must be the VAEOutput of a VAE's forward pass, got {type(output).__name__}")
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
-        raise ValueError(f"beta must be a non-negative number, got {beta!r}")
+    beta = _check_beta(beta)
     reconstruction = -log_likelihood(x, output.reconstruction, likelihood, sigma_x).mean()
     kl = gaussian_kl(output.mu, output.logvar).mean()
     return reconstruction + beta * kl, {"reconstruction": reconstruction, "kl": kl}
@@ -237,8 +241,7 @@ def vae_loss_fn(beta: float = 1.0) -> Callable:
 
     The likelihood and sigma_x are the model's own.
     """
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
-        raise ValueError(f"beta must be a non-negative number, got {beta!r}")
+    beta = _check_beta(beta)
 
     def loss_fn(model, batch):
         x = _inputs(batch)
