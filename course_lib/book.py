@@ -17,6 +17,8 @@ def glue(name: str, value):
         from myst_nb import glue as myst_glue
     except ImportError:   # not building the book: nothing to record
         return value
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:   # NumPy / torch scalar -> float, int
+        value = value.item()
     if isinstance(value, str):   # shown as text, not as a Python string literal with quotes
         from IPython.display import Markdown
         myst_glue(name, Markdown(value), display=False)
