@@ -4,9 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 APT_PACKAGES := dataset-fashion-mnist bible-kjv chromium chromium-driver
-# MathJax 3 from the npm registry, unpacked into _static/ so that the book renders math offline.
+# MathJax 3 from the npm registry, unpacked into _vendor/ (copied to the book's _static/) so that the book renders math offline.
 MATHJAX_VERSION := 3.2.2
-MATHJAX := _static/mathjax/tex-mml-chtml.js
+MATHJAX := _vendor/mathjax/tex-mml-chtml.js
 # Execution caches are keyed by the notebooks' text only: a change to course_lib must empty them.
 COURSE_LIB_HASH = $$(cat pyproject.toml course_lib/*.py | sha256sum | cut -c1-16)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -35,9 +35,9 @@ data: $(INSTALLED)
 
 mathjax: $(MATHJAX)
 $(MATHJAX):
-	@mkdir -p .cache/npm _static/mathjax
+	@mkdir -p .cache/npm _vendor/mathjax
 	cd .cache/npm && { [ -f mathjax-$(MATHJAX_VERSION).tgz ] || npm pack --silent mathjax@$(MATHJAX_VERSION) >/dev/null; }
-	tar -xzf .cache/npm/mathjax-$(MATHJAX_VERSION).tgz -C _static/mathjax --strip-components=2 package/es5
+	tar -xzf .cache/npm/mathjax-$(MATHJAX_VERSION).tgz -C _vendor/mathjax --strip-components=2 package/es5
 	@test -f $@
 
 # The book at full size, into _build/html, executing only the chapters that changed since the last
