@@ -93,6 +93,8 @@ def test_a_notebook_that_raises_fails_the_build(tmp_path):
     book = tmp_path / "mini"
     book.mkdir()
     shutil.copy(ROOT / "_config.yml", book)
+    shutil.copy(ROOT / "references.bib", book)
+    (book / "_vendor").mkdir()
     (book / "_toc.yml").write_text("format: jb-book\nroot: index\nchapters:\n  - file: broken\n")
     (book / "index.md").write_text("# Mini book\n")
     nb = nbformat.v4.new_notebook()
