@@ -3,15 +3,20 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
-APT_PACKAGES := dataset-fashion-mnist bible-kjv
+APT_PACKAGES := dataset-fashion-mnist bible-kjv chromium chromium-driver
+# MathJax 3 from the npm registry, unpacked into _vendor/ (copied to the book's _static/) so that the book renders math offline.
+MATHJAX_VERSION := 3.2.2
+MATHJAX := _vendor/mathjax/tex-mml-chtml.js
+# Execution caches are keyed by the notebooks' text only: a change to course_lib must empty them.
+COURSE_LIB_HASH = $$(cat pyproject.toml course_lib/*.py | sha256sum | cut -c1-16)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # Tools the commands call by name (nbgrader runs alembic, the book runs jupyter) come from the venv.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup data book test release headers bench clean
+.PHONY: setup data mathjax book test release headers bench clean
 
-setup: $(INSTALLED) data
+setup: $(INSTALLED) data mathjax
 
 # Virtual environment with the pinned requirements and course_lib (editable).
 $(INSTALLED): requirements.txt pyproject.toml
@@ -28,8 +33,19 @@ data: $(INSTALLED)
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $(APT_PACKAGES); }
 	@$(PY) tools/fetch_data.py
 
-# The book at full size, into _build/html. A notebook that raises fails the build.
+mathjax: $(MATHJAX)
+$(MATHJAX):
+	@mkdir -p .cache/npm _vendor/mathjax
+	cd .cache/npm && { [ -f mathjax-$(MATHJAX_VERSION).tgz ] || npm pack --silent mathjax@$(MATHJAX_VERSION) >/dev/null; }
+	tar -xzf .cache/npm/mathjax-$(MATHJAX_VERSION).tgz -C _vendor/mathjax --strip-components=2 package/es5
+	@test -f $@
+
+# The book at full size, into _build/html, executing only the chapters that changed since the last
+# build (jupyter-cache in _build/.jupyter_cache; the tests' quick-mode build lives in _build/quick/).
+# A notebook that raises fails the build.
 book: setup
+	@mkdir -p _build; h=$(COURSE_LIB_HASH); [ "$$(cat _build/.course_lib_hash 2>/dev/null)" = "$$h" ] || \
+	  { rm -rf _build/.jupyter_cache; echo "$$h" > _build/.course_lib_hash; }
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "book: $(CURDIR)/_build/html/index.html"
 

@@ -233,6 +233,42 @@ def svd_impute(X, mask, rank: int, n_iter: int = 200, tol: float = 1e-6) -> np.n
     return truncated_svd(filled, rank)
 
 
+def dot_product_by_adam(X, weights=None, *, dim: int = 2, steps: int = 600, lr: float = 0.03, seed: int = 0,
+                        device=None) -> tuple:
+    """The dot-product model x_hat_ij = z_i^sample . z_j^gene, fitted by Adam on the whole matrix at once.
+
+    Minimises sum_ij w_ij (z_i^sample . z_j^gene - x_ij)^2 from a small random start
+    (standard deviation 0.1), in float64 so that a tiny gap to the optimum is measurable.
+    ``weights`` is None (w_ij = 1: every entry, whose optimum is the truncated SVD) or a
+    0/1 mask (the observed entries only, the problem :func:`svd_impute` solves). A check
+    of a derivation rather than a workload: full-batch, on ``device`` (the CPU by default).
+    Returns (Z_sample, Z_gene, losses) as NumPy arrays, ``losses`` holding every step's loss.
+    """
+    X = as_2d_array(X, "X", min_rows=1)
+    dim = check_n_components(dim, min(X.shape), "dim")
+    if weights is not None:
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape != X.shape or weights.min() < 0:
+            raise ValueError(f"weights must be None or non-negative with X's shape {X.shape}, got {weights.shape}")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    device = torch.device(device or "cpu")
+    X_t = torch.tensor(X, device=device)
+    w = torch.tensor(weights, device=device) if weights is not None else torch.ones((), dtype=X_t.dtype, device=device)
+    gen = torch.Generator().manual_seed(seed)
+    Z_s = (0.1 * torch.randn(X.shape[0], dim, generator=gen, dtype=torch.float64)).to(device).requires_grad_()
+    Z_g = (0.1 * torch.randn(X.shape[1], dim, generator=gen, dtype=torch.float64)).to(device).requires_grad_()
+    optimizer = torch.optim.Adam([Z_s, Z_g], lr=lr)
+    losses = np.empty(steps)
+    for step in range(steps):
+        loss = (w * (Z_s @ Z_g.T - X_t) ** 2).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses[step] = loss.item()
+    return Z_s.detach().cpu().numpy(), Z_g.detach().cpu().numpy(), losses
+
+
 # ---------------------------------------------------------------- training
 
 def train_factorized(X, train_mask=None, val_mask=None, *, sample_dim: int = 2, gene_dim: int = 2,

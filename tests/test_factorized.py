@@ -139,3 +139,24 @@ def test_bad_input_is_rejected():
         MatrixEntries(np.ones(5))
     with pytest.raises(ValueError, match="rank"):
         svd_impute(np.ones((3, 4)), np.ones((3, 4), dtype=bool), rank=5)
+
+
+def test_dot_product_by_adam_reaches_eckart_young_and_the_masked_optimum():
+    from course_lib.factorized import dot_product_by_adam, masked_mse, svd_impute, truncated_svd
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2)) @ rng.normal(size=(2, 30)) + 0.3 * rng.normal(size=(40, 30))
+    Z_s, Z_g, losses = dot_product_by_adam(X, dim=2, steps=1500, seed=0)
+    eckart_young = np.sum((X - truncated_svd(X, 2)) ** 2)
+    assert losses.shape == (1500,) and losses[-1] < losses[0]
+    assert abs(np.sum((X - Z_s @ Z_g.T) ** 2) / eckart_young - 1) < 1e-4
+    mask = rng.random(X.shape) < 0.8
+    Z_s, Z_g, _ = dot_product_by_adam(X, mask, dim=2, steps=1500, seed=1)
+    assert abs(masked_mse(X, Z_s @ Z_g.T, mask) / masked_mse(X, svd_impute(X, mask, rank=2), mask) - 1) < 1e-3
+
+
+def test_dot_product_by_adam_names_bad_weights():
+    from course_lib.factorized import dot_product_by_adam
+
+    with pytest.raises(ValueError, match="weights"):
+        dot_product_by_adam(np.ones((4, 3)), np.ones((3, 4)))

@@ -25,11 +25,13 @@ def test_notebook_is_stored_without_outputs(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[str(p.relative_to(ROOT)) for p in NOTEBOOKS])
-def test_notebook_opens_with_colab_badge_and_setup_cell(path):
+def test_notebook_opens_with_title_then_colab_badge_and_setup_cell(path):
     nb = json.loads(path.read_text())
-    first, second = nb["cells"][0], nb["cells"][1]
-    assert "colab.research.google.com/github/" in "".join(first["source"])
-    assert "import course_lib" in "".join(second["source"]) and "%pip install" in "".join(second["source"])
+    title, badge, setup = nb["cells"][:3]
+    assert title["cell_type"] == "markdown" and "".join(title["source"]).startswith("# "), \
+        f"{path.name} must open with its title"
+    assert "colab.research.google.com/github/" in "".join(badge["source"])
+    assert "import course_lib" in "".join(setup["source"]) and "%pip install" in "".join(setup["source"])
 
 
 def test_headers_match_the_repository_address_in_config():

@@ -1,9 +1,11 @@
 """Stamp every notebook's header (Open-in-Colab badge and set-up cell) from _config.yml.
 
 The repository's address lives in one place, `repository.url` in `_config.yml`.
-This script writes it into the first two cells of each chapter (book/*.ipynb)
-and each exercise source (solutions/*/*.ipynb); `make release` then carries the
-header into the student versions in notebooks/.
+This script writes it into each chapter (book/*.ipynb) and each exercise source
+(solutions/*/*.ipynb), right after the notebook's title cell (the first Markdown cell,
+which starts with "# "): a notebook opens with its title, then the badge and the
+set-up cell. `make release` then carries the header into the student versions in
+notebooks/.
 
     python tools/notebook_header.py          # rewrite the headers
     python tools/notebook_header.py --check  # exit 1 if any header is stale
@@ -71,11 +73,28 @@ def notebooks() -> list:
     return sorted((ROOT / "book").glob("*.ipynb")) + sorted((ROOT / "solutions").glob("*/*.ipynb"))
 
 
+def title_index(cells: list, path: Path) -> int:
+    """Index of the title cell: the first Markdown cell, which must start with a level-1 heading."""
+    for i, cell in enumerate(cells):
+        if cell.cell_type == "markdown":
+            if not cell.source.lstrip().startswith("# "):
+                raise ValueError(f"{path.name}: the first Markdown cell must start with the title ('# ...')")
+            return i
+    raise ValueError(f"{path.name} has no title cell")
+
+
+def with_header(nb, path: Path) -> list:
+    """The notebook's cells with a fresh header right after the title (and any older header removed)."""
+    body = [c for c in nb.cells if HEADER_TAG not in c.metadata.get("tags", [])]
+    title = title_index(body, path)
+    header = header_cells(path, graded=path.resolve().is_relative_to(ROOT / "solutions"))
+    return body[:title + 1] + header + body[title + 1:]
+
+
 def stamp(path: Path) -> bool:
     """Rewrite the header of ``path`` in place; return True if it changed."""
     nb = nbformat.read(path, as_version=4)
-    body = [c for c in nb.cells if HEADER_TAG not in c.metadata.get("tags", [])]
-    new_cells = header_cells(path, graded=path.resolve().is_relative_to(ROOT / "solutions")) + body
+    new_cells = with_header(nb, path)
     changed = [dict(c) for c in new_cells] != [dict(c) for c in nb.cells]
     nb.cells = new_cells
     if changed:
@@ -91,8 +110,7 @@ def main(argv=None) -> int:
     for path in notebooks():
         if args.check:
             nb = nbformat.read(path, as_version=4)
-            expected = header_cells(path, graded=path.resolve().is_relative_to(ROOT / "solutions"))
-            if [dict(c) for c in nb.cells[:2]] != [dict(c) for c in expected]:
+            if [dict(c) for c in nb.cells] != [dict(c) for c in with_header(nb, path)]:
                 stale.append(path)
         elif stamp(path):
             print(f"updated {path.relative_to(ROOT)}")
