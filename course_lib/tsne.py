@@ -42,6 +42,9 @@ from .utils import as_2d_array, check_n_components, get_device
 
 # The floor scikit-learn puts under every p_ij and q_ij so that log() stays finite.
 MACHINE_EPSILON = float(np.finfo(np.float64).eps)
+# The Newton search moves log(beta) by at most 1 per step (beta by a factor e): measured on
+# digits, wine and breast-cancer, longer steps overshoot the cliff where H drops to 0.
+_MAX_STEP = 1.0
 
 
 def _float_dtype(device: torch.device) -> torch.dtype:
@@ -85,9 +88,9 @@ def _as_squared_distances(X, precomputed: bool, device) -> Tensor:
     return D
 
 
-def conditional_probabilities(X, perplexity: float = 30.0, *, precomputed: bool = False, tol: float = 1e-5,
+def conditional_probabilities(X, perplexity: float = 30.0, *, precomputed: bool = False, tol: float = 1e-10,
                               max_steps: int = 100, device=None) -> tuple[Tensor, Tensor]:
-    """P_{j|i} with perplexity ``perplexity`` for every row at once, by binary search on beta_i.
+    """P_{j|i} with perplexity ``perplexity`` for every row at once, by a Newton search on beta_i.
 
     ``X`` is the data (n, d), or with ``precomputed=True`` the (n, n) matrix of
     squared distances D_ij = ||x_i - x_j||^2. Returns ``(P, beta)``: P[i, j] =
@@ -96,14 +99,16 @@ def conditional_probabilities(X, perplexity: float = 30.0, *, precomputed: bool 
 
     The entropy of row i (in nats) at precision beta is
 
-        H(P_i) = log sum_k exp(-beta D_ik) + beta sum_j p_{j|i} D_ij,
+        H(P_i) = log sum_k exp(-beta D_ik) + beta E_{P_i}[D_i],
 
-    and it falls as beta grows. The search is scikit-learn's, step for step:
-    start at beta = 1; while |H - log(perplexity)| > ``tol``, if H is too high
-    (too many neighbours) raise beta, doubling it until the answer is bracketed
-    and bisecting after, else lower it the same way; stop after ``max_steps``.
-    Here all n rows take their step together as tensor operations (on a GPU
-    when there is one) and a row leaves the loop once it has converged.
+    it falls as beta grows, and its slope is dH/d(log beta) = -beta^2 Var_{P_i}[D_i].
+    Newton's method on log(beta) solves H = log(perplexity) in a handful of steps
+    (H is close to linear in log beta: exactly so for Gaussian data); a bracket of
+    the root is kept, and a step that leaves it is replaced by bisection (the safe,
+    slow search scikit-learn runs from beta = 1). A row stops once
+    |H - log(perplexity)| <= ``tol`` (scikit-learn stops at 1e-5; Newton reaches
+    1e-10 for about one step more), or after ``max_steps``. All n rows step
+    together as tensor operations, on a GPU when there is one.
     """
     D = _as_squared_distances(X, precomputed, device)
     n = D.shape[0]
@@ -111,7 +116,6 @@ def conditional_probabilities(X, perplexity: float = 30.0, *, precomputed: bool 
     tol = _check_positive(tol, "tol")
     if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
         raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
-    target = math.log(perplexity)
     # Measuring each row from its nearest neighbour multiplies row i of exp(-beta D)
     # by a constant, so P is unchanged, but the largest term becomes exp(0) = 1 and
     # the sum can no longer underflow to 0 (for a far outlier it would, and
@@ -119,37 +123,64 @@ def conditional_probabilities(X, perplexity: float = 30.0, *, precomputed: bool 
     nearest = D.clone().fill_diagonal_(math.inf).min(dim=1, keepdim=True).values
     D = D - nearest
     D.fill_diagonal_(0.0)
+    return _search_beta(D, math.log(perplexity), tol, max_steps, torch.arange(n, device=D.device))
 
-    beta = torch.ones(n, dtype=D.dtype, device=D.device)
-    beta_min = torch.full_like(beta, -math.inf)
-    beta_max = torch.full_like(beta, math.inf)
+
+def _search_beta(D: Tensor, target: float, tol: float, max_steps: int, self_index: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Row-wise Newton search in log(beta) with a bisection safeguard; returns (P, beta).
+
+    ``D`` is (n, m): row i holds the squared distances from point i, already shifted
+    so that its nearest neighbour is at 0. ``self_index[i]`` is the column of point
+    i itself in its row (its weight is set to 0), or None when no row holds itself.
+    """
+    n = D.shape[0]
+    arange = torch.arange(n, device=D.device)
+    # Start: beta = 2 / (squared distance to the perplexity-th neighbour), so that about
+    # perplexity points lie within the Gaussian's reach (H ~ log of their number); that
+    # distance is estimated from every 4th column, 4x cheaper than from all. From there
+    # every row of digits, wine and breast-cancer converged to 1e-9 within 8 steps.
+    stride = 4 if D.shape[1] >= 16 * math.exp(target) else 1
+    columns = D[:, ::stride]
+    k = min(max(round(math.exp(target) / stride), 1) + (self_index is not None), columns.shape[1])
+    reach = torch.kthvalue(columns, k, dim=1).values
+    # Duplicate points can put that neighbour at distance 0: then start from the mean distance.
+    reach = torch.maximum(reach, 1e-3 * columns.mean(1)).clamp_min(1e-300)
+    log_beta = -torch.log(reach * 0.5)
+    D_squared = D * D
+    lo = torch.full_like(log_beta, -math.inf)  # the bracket [lo, hi] of log(beta)
+    hi = torch.full_like(log_beta, math.inf)
     P = torch.zeros_like(D)
-    rows = torch.arange(n, device=D.device)  # the rows still searching
+    rows = arange  # the rows still searching
     for step in range(max_steps):
         D_rows = D if len(rows) == n else D[rows]  # no copy while every row is still searching
-        b = beta[rows]
+        u = log_beta[rows]
+        b = u.exp()
         # Terms below e^-700 are clipped up to it: 300 orders of magnitude under the
-        # largest term they change no sum, and it keeps exp() off its slow subnormal path.
+        # largest term (e^0) they change no sum, and it keeps exp() off its slow subnormal path.
         weights = torch.mul(D_rows, -b[:, None]).clamp_min_(-700.0).exp_()
-        weights[torch.arange(len(rows), device=D.device), rows] = 0.0  # k != i
+        if self_index is not None:
+            weights[torch.arange(len(rows), device=D.device), self_index[rows]] = 0.0  # k != i
         total = weights.sum(1)
-        entropy = torch.log(total) + b * (D_rows * weights).sum(1) / total
-        too_high = entropy > target
-        done = (entropy - target).abs() <= tol
-        if step == max_steps - 1:
-            done = torch.ones_like(done)  # out of steps: keep the last beta tried, as scikit-learn does
-        # Bracket and bisect (scikit-learn's update, written for a vector of rows).
-        lo = torch.where(too_high, b, beta_min[rows])
-        hi = torch.where(too_high, beta_max[rows], b)
-        raised = torch.where(hi == math.inf, 2.0 * b, (b + hi) / 2.0)
-        lowered = torch.where(lo == -math.inf, b / 2.0, (b + lo) / 2.0)
-        beta_min[rows], beta_max[rows] = lo, hi
-        beta[rows] = torch.where(done, b, torch.where(too_high, raised, lowered))
+        mean = torch.linalg.vecdot(weights, D_rows) / total  # E_p[D]
+        D2_rows = D_squared if len(rows) == n else D_squared[rows]
+        variance = (torch.linalg.vecdot(weights, D2_rows) / total - mean * mean).clamp_min_(0.0)  # Var_p[D]
+        gap = torch.log(total) + b * mean - target  # H(P_i) - log(perplexity)
+        done = (gap.abs() <= tol) | (step == max_steps - 1)
+        # dH/d(log beta) = -beta^2 Var_p[D], so Newton's step is gap / (beta^2 Var).
+        # H falls as beta grows: a positive gap means beta is too small.
+        lo[rows] = torch.where(gap > 0, u, lo[rows])
+        hi[rows] = torch.where(gap > 0, hi[rows], u)
+        newton = u + (gap / (b * b * variance)).nan_to_num(0.0).clamp(-_MAX_STEP, _MAX_STEP)
+        l, h = lo[rows], hi[rows]
+        inside = (newton > l) & (newton < h)
+        # Outside the bracket (far from the root), bisect it, or widen by e^2 while it is open.
+        bisect = torch.where(l.isinf(), h - _MAX_STEP, torch.where(h.isinf(), l + _MAX_STEP, (l + h) / 2.0))
+        log_beta[rows] = torch.where(done, u, torch.where(inside, newton, bisect))
         P[rows[done]] = weights[done] / total[done, None]
         rows = rows[~done]
         if len(rows) == 0:
             break
-    return P, beta
+    return P, log_beta.exp()
 
 
 def joint_probabilities(X, perplexity: float = 30.0, *, precomputed: bool = False, device=None) -> Tensor:
@@ -170,7 +201,7 @@ def _symmetrize(P_cond: Tensor) -> Tensor:
     P = P_cond + P_cond.T
     # Each row of P_cond sums to 1, so the sum is 2n; dividing by the computed sum
     # is what scikit-learn does, and it keeps the total at 1 to the last bit.
-    P = (P / P.sum().clamp_min(MACHINE_EPSILON)).clamp_min_(MACHINE_EPSILON)
+    P.div_(P.sum().clamp_min(MACHINE_EPSILON)).clamp_min_(MACHINE_EPSILON)
     P.fill_diagonal_(0.0)
     return P
 
@@ -264,6 +295,25 @@ def _check_positive(value, name: str) -> float:
     return float(value)
 
 
+def _check_schedule(n, n_iter, exaggeration_iter, n_iter_without_progress, early_exaggeration, learning_rate,
+                    momentum, min_gain) -> tuple[float, float, float]:
+    """Checks the optimiser's arguments; returns early_exaggeration, learning_rate (resolving "auto"), min_gain."""
+    early_exaggeration = _check_positive(early_exaggeration, "early_exaggeration")
+    for name, value in (("n_iter", n_iter), ("exaggeration_iter", exaggeration_iter),
+                        ("n_iter_without_progress", n_iter_without_progress)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    if isinstance(learning_rate, str):
+        if learning_rate != "auto":
+            raise ValueError(f'learning_rate must be "auto" or a positive number, got {learning_rate!r}')
+        learning_rate = max(n / early_exaggeration / 4.0, 50.0)
+    learning_rate = _check_positive(learning_rate, "learning_rate")
+    if not isinstance(momentum, (tuple, list)) or len(momentum) != 2 or not all(0 <= m < 1 for m in momentum):
+        raise ValueError(f"momentum must be two numbers in [0, 1), one per phase, got {momentum!r}")
+    min_gain = _check_positive(min_gain, "min_gain")
+    return early_exaggeration, learning_rate, min_gain
+
+
 def tsne(X, n_components: int = 2, perplexity: float = 30.0, *, early_exaggeration: float = 12.0,
          n_iter: int = 1000, learning_rate="auto", init="pca", exaggeration_iter: int = 250,
          momentum=(0.5, 0.8), min_gain: float = 0.01, n_iter_without_progress: int = 300,
@@ -294,19 +344,8 @@ def tsne(X, n_components: int = 2, perplexity: float = 30.0, *, early_exaggerati
     n = len(X)
     n_components = check_n_components(n_components, n - 1)
     perplexity = _check_perplexity(perplexity, n)
-    early_exaggeration = _check_positive(early_exaggeration, "early_exaggeration")
-    for name, value in (("n_iter", n_iter), ("exaggeration_iter", exaggeration_iter),
-                        ("n_iter_without_progress", n_iter_without_progress)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
-    if isinstance(learning_rate, str):
-        if learning_rate != "auto":
-            raise ValueError(f'learning_rate must be "auto" or a positive number, got {learning_rate!r}')
-        learning_rate = max(n / early_exaggeration / 4.0, 50.0)
-    learning_rate = _check_positive(learning_rate, "learning_rate")
-    if not isinstance(momentum, (tuple, list)) or len(momentum) != 2 or not all(0 <= m < 1 for m in momentum):
-        raise ValueError(f"momentum must be two numbers in [0, 1), one per phase, got {momentum!r}")
-    min_gain = _check_positive(min_gain, "min_gain")
+    early_exaggeration, learning_rate, min_gain = _check_schedule(
+        n, n_iter, exaggeration_iter, n_iter_without_progress, early_exaggeration, learning_rate, momentum, min_gain)
     device = torch.device(device) if device is not None else get_device()
     if device.type == "mps" and dtype == torch.float64:
         dtype = torch.float32
@@ -316,19 +355,41 @@ def tsne(X, n_components: int = 2, perplexity: float = 30.0, *, early_exaggerati
     P64 = _symmetrize(P_cond)
     del P_cond
     P = P64.to(dtype)
-    E = torch.as_tensor(E0, dtype=dtype, device=device)
+    exaggerated = {1.0: P}
 
+    def gradient(E, exaggeration):
+        if exaggeration not in exaggerated:
+            exaggerated[exaggeration] = P * exaggeration
+        return kl_gradient(exaggerated[exaggeration], E)
+
+    E, it, kl_history = gradient_descent(
+        gradient, lambda E: float(kl_divergence(P, E)), torch.as_tensor(E0, dtype=dtype, device=device),
+        n_iter=n_iter, exaggeration_iter=exaggeration_iter, early_exaggeration=early_exaggeration,
+        learning_rate=learning_rate, momentum=momentum, min_gain=min_gain,
+        n_iter_without_progress=n_iter_without_progress, min_grad_norm=min_grad_norm)
+    final_kl = float(kl_divergence(P64, E.to(P64.dtype)))
+    return TSNEResult(E.cpu().numpy().astype(np.float64), final_kl, it, kl_history,
+                      beta.cpu().numpy())
+
+
+def gradient_descent(gradient, kl, E: Tensor, *, n_iter: int, exaggeration_iter: int, early_exaggeration: float,
+                     learning_rate: float, momentum, min_gain: float, n_iter_without_progress: int,
+                     min_grad_norm: float) -> tuple[Tensor, int, list]:
+    """t-SNE's two-phase optimiser (see :func:`tsne`), shared by every t-SNE in the course.
+
+    ``gradient(E, exaggeration)`` returns dC/dE with P multiplied by ``exaggeration``,
+    ``kl(E)`` returns KL(P || Q) as a float. Returns (E, steps taken, kl_history).
+    """
     kl_history = []
     it = 0
     phases = ((min(exaggeration_iter, n_iter), early_exaggeration, momentum[0], None),
               (n_iter, 1.0, momentum[1], n_iter_without_progress))
     for stop, exaggeration, mom, patience in phases:
-        P_phase = P * exaggeration if exaggeration != 1.0 else P
         update = torch.zeros_like(E)  # each phase starts afresh, as in scikit-learn
         gains = torch.ones_like(E)
         best_kl, best_it = math.inf, it
         while it < stop:
-            grad = kl_gradient(P_phase, E)
+            grad = gradient(E, exaggeration)
             # delta-bar-delta: the last update went against the last gradient, so
             # update * grad < 0 means the gradient kept its sign: grow that gain, else shrink it.
             kept_sign = update * grad < 0.0
@@ -338,15 +399,12 @@ def tsne(X, n_components: int = 2, perplexity: float = 30.0, *, early_exaggerati
             E = E + update
             it += 1
             if it % 50 == 0 or it == stop:
-                kl = float(kl_divergence(P, E))
-                kl_history.append((it, kl))
-                if kl < best_kl:
-                    best_kl, best_it = kl, it
+                value = kl(E)
+                kl_history.append((it, value))
+                if value < best_kl:
+                    best_kl, best_it = value, it
                 elif patience is not None and it - best_it > patience:
                     break
                 if float(torch.linalg.vector_norm(grad)) <= min_grad_norm:
                     break
-
-    final_kl = float(kl_divergence(P64, E.to(P64.dtype)))
-    return TSNEResult(E.cpu().numpy().astype(np.float64), final_kl, it, kl_history,
-                      beta.cpu().numpy())
+    return E, it, kl_history

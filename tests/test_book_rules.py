@@ -170,3 +170,11 @@ def test_toc_has_the_references_and_execution_pages():
     assert "book/references" in files and "book/execution" in files
     assert "{bibliography}" in (ROOT / "book" / "references.md").read_text()
     assert "{nb-exec-table}" in (ROOT / "book" / "execution.md").read_text()
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_chapters_glue_through_course_lib(chapter):
+    # myst_nb is not installed on Colab: a chapter that imports it directly fails there at once
+    for i, source in cells(chapter, "code"):
+        assert "from myst_nb import" not in source, (
+            f"{chapter.name} cell {i}: use `from course_lib.book import glue`, which runs without MyST-NB")

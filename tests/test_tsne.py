@@ -1,10 +1,10 @@
 """t-SNE against scikit-learn's exact implementation, autograd and closed forms.
 
 Oracles:
-- the joint P against ``sklearn.manifold._t_sne._joint_probabilities``: our
-  search takes scikit-learn's steps (same start, same doublings and
-  bisections, same stopping test), so both end on the same beta_i, a dyadic
-  number, and P differs only by rounding in exp() and the sums;
+- every row's beta against Brent's method (``scipy.optimize.brentq``) on the
+  entropy equation, to 1e-8;
+- the joint P against ``sklearn.manifold._t_sne._joint_probabilities``, within
+  the difference scikit-learn's own stopping tolerance (1e-5 in entropy) allows;
 - every row's entropy against log(perplexity), computed from P independently;
 - the KL divergence and its gradient against scikit-learn's ``_kl_divergence``
   and against autograd;
@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.spatial.distance import pdist, squareform
+from scipy.optimize import brentq
 from scipy.special import softmax
 from sklearn.manifold import TSNE
 from sklearn.manifold._t_sne import _gradient_descent, _joint_probabilities, _kl_divergence
@@ -56,13 +57,46 @@ def entropies(P):
 def test_joint_p_matches_sklearn(digits, perplexity):
     X, _ = digits
     D = sq_distances_float32(X)
+    n = len(X)
+    P_cond, beta = conditional_probabilities(D, perplexity, precomputed=True, device="cpu")
     ours = joint_probabilities(D, perplexity, precomputed=True, device="cpu").numpy()
     ref = _joint_probabilities(D, perplexity, 0)
-    # Same betas on both sides, so only rounding separates the two P: 7e-15 relative
-    # at most was measured on the full digits set. 1e-12 leaves 100x of margin; one
-    # bisection step more or less in a row changes its beta by >1e-6 and entries of P
-    # by up to 1e-4 (measured), so a search that strays from scikit-learn's fails.
-    np.testing.assert_allclose(ours[np.triu_indices(len(X), 1)], ref, rtol=1e-12, atol=0)
+    # scikit-learn's bisection stops anywhere within |H - log(perplexity)| <= 1e-5, ours
+    # within 1e-10, so the two P differ by scikit-learn's tolerance, not by rounding.
+    # Since dH/dbeta = -beta Var_P[D], a gap of 1e-5 in H moves beta_i by at most
+    # 1e-5 / (beta_i Var_i), and p_{j|i} by p_{j|i} |D_ij - E_i[D]| times that (to first
+    # order; a factor 2 covers the second). A search one bisection step off misses
+    # by ~1e-2 in H and breaks this bound by orders of magnitude.
+    P_cond = P_cond.numpy()
+    mean = (P_cond * D).sum(1, keepdims=True)
+    variance = (P_cond * (D - mean) ** 2).sum(1, keepdims=True)
+    d_beta = 1e-5 / (beta.numpy()[:, None] * variance)
+    bound_cond = 2.0 * P_cond * d_beta * np.abs(D - mean)
+    bound = (bound_cond + bound_cond.T)[np.triu_indices(n, 1)] / (2 * n) + 1e-15 * ref
+    assert np.all(np.abs(ours[np.triu_indices(n, 1)] - ref) <= bound)
+    # and the bound is not vacuous: it is a small fraction of P itself.
+    assert np.median(bound / ref) < 1e-3
+
+
+@pytest.mark.parametrize("perplexity", [3.0, 30.0])
+def test_beta_matches_brentq_per_row(digits, perplexity):
+    # An independent root finder on the entropy equation, row by row: Brent's method on
+    # H(beta) - log(perplexity) over log(beta), solved to 1e-14.
+    X, _ = digits
+    D = squareform(pdist(X, "sqeuclidean"))
+    _, beta = conditional_probabilities(D, perplexity, precomputed=True, device="cpu")
+    for i in range(0, len(X), 23):
+        d = np.delete(D[i], i)
+        d = d - d.min()
+
+        def gap(log_b):
+            p = softmax(-np.exp(log_b) * d)
+            return -(p * np.log(np.where(p > 0, p, 1.0))).sum() - math.log(perplexity)
+
+        root = brentq(gap, -30.0, 30.0, xtol=1e-14, rtol=1e-15)
+        # |H - log(perplexity)| <= 1e-10 in ours; the slope |dH/dlog beta| = beta^2 Var is
+        # above 0.1 on these rows, so log beta is within 1e-9 of the root, plus Brent's 1e-14.
+        assert abs(math.log(beta[i]) - root) < 1e-8
 
 
 @pytest.mark.parametrize("perplexity", [2.0, 30.0, 100.0])
@@ -72,9 +106,9 @@ def test_every_row_has_the_perplexity(digits, perplexity):
     P, beta = P.numpy(), beta.numpy()
     np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-12)
     assert np.all(np.diag(P) == 0.0)
-    # The search stops once |H - log(perplexity)| <= 1e-5; recomputing H as
+    # The search stops once |H - log(perplexity)| <= 1e-10; recomputing H as
     # -sum p log p instead only adds rounding (~1e-14).
-    np.testing.assert_array_less(np.abs(entropies(P) - math.log(perplexity)), 1e-5 + 1e-12)
+    np.testing.assert_array_less(np.abs(entropies(P) - math.log(perplexity)), 1e-10 + 1e-12)
     # Each row is the Gaussian kernel at its own beta: a softmax of -beta_i D_ij over j != i.
     D = squareform(pdist(X, "sqeuclidean"))
     for i in (0, 17, 299):
@@ -89,16 +123,16 @@ def test_search_reaches_the_perplexity_of_an_outlier():
     rng = np.random.default_rng(0)
     X = np.vstack([rng.normal(size=(100, 5)), [[1000.0, 0.0, 0.0, 0.0, 0.0]]])
     P, _ = conditional_probabilities(X, 10.0, device="cpu")
-    np.testing.assert_array_less(np.abs(entropies(P.numpy()) - math.log(10.0)), 1e-5 + 1e-12)
+    np.testing.assert_array_less(np.abs(entropies(P.numpy()) - math.log(10.0)), 1e-10 + 1e-12)
 
 
 def test_p_does_not_depend_on_the_units():
     X = np.random.default_rng(1).normal(size=(120, 5))
     _, beta = conditional_probabilities(1000.0 * X, 10.0, device="cpu")
     _, beta_unit = conditional_probabilities(X, 10.0, device="cpu")
-    # beta scales by 1 / 1000^2. Each search stops anywhere within 1e-5 of the target
-    # entropy, so the two betas agree only to ~1e-5 (measured 2e-5), not to rounding.
-    np.testing.assert_allclose(beta.numpy() * 1e6, beta_unit.numpy(), rtol=1e-3)
+    # beta scales by 1 / 1000^2. Each search stops within 1e-10 of the target entropy,
+    # so the two betas agree to ~1e-10, not to rounding.
+    np.testing.assert_allclose(beta.numpy() * 1e6, beta_unit.numpy(), rtol=1e-8)
 
 
 def test_joint_p_is_the_symmetrised_conditional(digits):
