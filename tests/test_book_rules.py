@@ -33,6 +33,7 @@ MAX_CELL_LINES = 30
 # chapter stem -> {allowed literal: why it is not a result of the build}
 ALLOWED = {
     "ch02_sammon": {"68,000": "size of the full PBMC data set"},
+    "ch03_tsne": {"70,000": "images in Fashion-MNIST"},
     "ch04_word2vec": {"19,544": "number of analogy questions in the test set",
                       "10,000": "gensim's sentence-length limit, a setting",
                       "95%": "the confidence level of the intervals",
