@@ -95,3 +95,13 @@ def reconstruction_error(X, X_hat) -> float:
     if X.shape != X_hat.shape:
         raise ValueError(f"X and X_hat must have the same shape, got {X.shape} and {X_hat.shape}")
     return float(np.mean(np.sum((X - X_hat).reshape(len(X), -1) ** 2, axis=1)))
+
+
+def normalised_reconstruction_error(X, X_hat) -> float:
+    """The reconstruction error divided by the data's total variance, (1/n) sum_i ||x_i - x_bar||^2.
+
+    0 for a perfect reconstruction, 1 for predicting the mean image every time: the share of the
+    variance left unexplained, comparable across data sets and image sizes.
+    """
+    X = np.asarray(X.detach().cpu() if hasattr(X, "detach") else X, dtype=np.float64)
+    return reconstruction_error(X, X_hat) / reconstruction_error(X, np.broadcast_to(X.mean(axis=0), X.shape))

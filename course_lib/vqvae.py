@@ -307,6 +307,20 @@ def reconstruct(model: nn.Module, images: Tensor, batch_size: int = 1000) -> Ten
     return torch.cat(parts)
 
 
+def uniform_quantize(z: Tensor, bits: int, low, high) -> Tensor:
+    """Round z to the nearest of 2**bits evenly spaced levels from ``low`` to ``high`` (clipping outside).
+
+    A continuous code stored with ``bits`` bits per number: what makes an autoencoder's
+    code comparable, in bits, with the VQ-VAE's indices.
+    """
+    bits = _check_positive_int(bits, "bits")
+    low, high = torch.as_tensor(low, dtype=z.dtype, device=z.device), torch.as_tensor(high, dtype=z.dtype, device=z.device)
+    if not torch.all(high > low):
+        raise ValueError("high must be greater than low")
+    step = (high - low) / (2 ** bits - 1)
+    return low + torch.round(((z - low) / step).clamp(0, 2 ** bits - 1)) * step
+
+
 # ---------------------------------------------------------------- the prior
 
 class MaskedConv2d(nn.Conv2d):

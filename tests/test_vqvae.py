@@ -17,6 +17,7 @@ from course_lib.vqvae import (
     encode_codes,
     nearest_codes,
     prior_nll,
+    uniform_quantize,
     vqvae_loss,
     vqvae_loss_fn,
 )
@@ -220,3 +221,21 @@ def test_bad_arguments_are_named():
         VQVAE()(torch.rand(2, 100))
     with pytest.raises(ValueError, match="codes"):
         PixelCNNPrior(4)(torch.rand(2, 7, 7))
+
+
+def test_uniform_quantize_has_2_to_the_bits_levels_and_half_a_step_error():
+    z = torch.linspace(-1.5, 2.5, 10001)
+    q = uniform_quantize(z, 3, -1.0, 2.0)
+    assert len(torch.unique(q)) == 8 and q.min() == -1.0 and q.max() == 2.0
+    inside = (z >= -1) & (z <= 2)
+    assert (q[inside] - z[inside]).abs().max() <= 3 / 7 / 2 + 1e-6
+    with pytest.raises(ValueError, match="bits"):
+        uniform_quantize(z, 0, 0.0, 1.0)
+
+
+def test_normalised_error_is_one_for_the_mean_and_zero_for_a_copy():
+    from course_lib.metrics import normalised_reconstruction_error
+
+    X = torch.rand(50, 1, 4, 4)
+    assert normalised_reconstruction_error(X, X) == 0
+    assert normalised_reconstruction_error(X, X.mean(0, keepdim=True).expand_as(X)) == pytest.approx(1)
