@@ -30,10 +30,11 @@ WRONG = [
     # the commitment term without its stop-gradient: it also moves the codebook
     ("ch09", "commitment_without_stop_gradient",
      lambda nb: replace_in_cell(nb, "vqvae_loss", "commitment = ((e.detach() - z_e) ** 2)", "commitment = ((e - z_e) ** 2)"), 3),
-    # beta on the codebook term instead of the commitment term
+    # beta on the codebook term instead of the commitment term: the two terms have the same value, so
+    # only the gradients (e moved by beta, z_e by 1) show it
     ("ch09", "beta_on_the_codebook_term",
      lambda nb: replace_in_cell(nb, "vqvae_loss", "loss = reconstruction + codebook + beta * commitment",
-                                 "loss = reconstruction + beta * codebook + commitment"), 5),
+                                 "loss = reconstruction + beta * codebook + commitment"), 3),
     # F.mse_loss style: a mean over every entry instead of a sum per image
     ("ch09", "loss_mean_over_entries",
      lambda nb: replace_in_cell(nb, "vqvae_loss", "reconstruction = ((x - x_hat) ** 2).sum() / n",
