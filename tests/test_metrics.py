@@ -62,3 +62,40 @@ def test_metric_errors_name_the_argument(rng):
         knn_accuracy(rng.normal(size=(10, 2)), np.zeros(9), 3)
     with pytest.raises(ValueError, match="same shape"):
         reconstruction_error(np.zeros((3, 2)), np.zeros((3, 3)))
+
+
+def test_knn_accuracy_in_chunks_matches_sklearn(rng):
+    # more queries than one 1,024-row chunk, in both modes
+    E = rng.normal(size=(2500, 3))
+    y = (E[:, 0] + 0.5 * rng.normal(size=2500) > 0).astype(int) + (E[:, 2] > 1)
+    E_test = rng.normal(size=(1500, 3))
+    y_test = (E_test[:, 0] > 0).astype(int)
+    clf = KNeighborsClassifier(n_neighbors=7).fit(E, y)
+    assert knn_accuracy(E, y, 7, E_test, y_test) == pytest.approx(clf.score(E_test, y_test), abs=1e-12)
+    # leave-one-out: sklearn's 8 neighbours of each training point include itself; drop it
+    neighbours = KNeighborsClassifier(n_neighbors=8).fit(E, y).kneighbors(E, return_distance=False)[:, 1:]
+    votes = np.stack([np.bincount(row, minlength=3) for row in y[neighbours]])
+    assert knn_accuracy(E, y, 7) == pytest.approx(np.mean(votes.argmax(1) == y), abs=1e-12)
+
+
+def test_linear_probe_is_sklearns_logistic_regression():
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from course_lib.metrics import linear_probe
+
+    X, y = load_digits(return_X_y=True)
+    X_train, y_train, X_test, y_test = X[:1200], y[:1200], X[1200:], y[1200:]
+    weight_decay = 1e-2
+    scaler = StandardScaler().fit(X_train)
+    reference = LogisticRegression(C=1 / (len(X_train) * weight_decay), tol=1e-10, max_iter=5000)
+    reference.fit(scaler.transform(X_train), y_train)
+    ours = linear_probe(X_train, y_train, X_test, y_test, weight_decay=weight_decay, device="cpu")
+    # Both minimise the same strictly convex objective, to tight tolerances: the same predictions.
+    assert ours == pytest.approx(reference.score(scaler.transform(X_test), y_test), abs=1e-12)
+    assert ours > 0.9
+    with pytest.raises(ValueError, match="as many columns"):
+        linear_probe(X_train, y_train, X_test[:, :10], y_test)
+    with pytest.raises(ValueError, match="one label per row"):
+        linear_probe(X_train, y_train[:5], X_test, y_test)
