@@ -150,3 +150,13 @@ def linear_probe(features_train, y_train, features_test, y_test, weight_decay: f
         scores = ((F_test - mean) / std).to(device) @ W + b
     predicted = labels[scores.argmax(1).cpu().numpy()]
     return float(np.mean(predicted == y_test))
+
+
+def normalised_reconstruction_error(X, X_hat) -> float:
+    """The reconstruction error divided by the data's total variance, (1/n) sum_i ||x_i - x_bar||^2.
+
+    0 for a perfect reconstruction, 1 for predicting the mean image every time: the share of the
+    variance left unexplained, comparable across data sets and image sizes.
+    """
+    X = np.asarray(X.detach().cpu() if hasattr(X, "detach") else X, dtype=np.float64)
+    return reconstruction_error(X, X_hat) / reconstruction_error(X, np.broadcast_to(X.mean(axis=0), X.shape))
