@@ -45,6 +45,7 @@ ALLOWED = {
     "ch06_training": {"70 000": "images in Fashion-MNIST", "60 000": "its training images"},
     "ch07_autoencoders": {"60 000": "Fashion-MNIST's training images", "0.05": "the sparsity target, a setting",
                           "5%": "the hot-pixel share and the accepted false-positive rate, settings"},
+    "ch09_vqvae": {"60 000": "Fashion-MNIST's training images"},
     "ch08_vae": {"60 000": "Fashion-MNIST's training images",
                  "0.01": "the threshold in nats below which a latent dimension counts as unused, a setting"},
 }
