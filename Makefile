@@ -3,13 +3,14 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
-APT_PACKAGES := dataset-fashion-mnist bible-kjv
+# bubblewrap: the grader's sandbox (tools/secure_grading.py); postgresql: the gradebook-server test
+APT_PACKAGES := dataset-fashion-mnist bible-kjv bubblewrap postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # Tools the commands call by name (nbgrader runs alembic, the book runs jupyter) come from the venv.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup data book test release headers bench clean
+.PHONY: setup data book test release headers bench clean grade budgets
 
 setup: $(INSTALLED) data
 
@@ -45,6 +46,21 @@ release: $(INSTALLED)
 	  a=$$(basename $$dir); $(VENV)/bin/nbgrader generate_assignment $$a --force --log-level=WARN || exit 1; \
 	done
 	@rm -f gradebook.db
+	$(MAKE) budgets
+
+# Each graded cell's time budget: re-time the solution notebooks whose code changed
+# (grading/time_budgets.json; run at full size, the size a class is graded at).
+budgets: $(INSTALLED)
+	env -u COURSE_QUICK $(PY) tools/time_budgets.py --changed-only
+
+# Grade a whole class: `make grade ASSIGNMENT=ch01 [SUBMISSIONS=export.zip] [WORKERS=2]`.
+# Submissions: submitted/<student>/<assignment>/ (nbgrader's layout) or an LMS zip; writes the
+# gradebook, feedback/, grades_<assignment>.csv and prints a summary (see the README).
+WORKERS ?= $(shell nproc)
+grade: setup
+	@test -n "$(ASSIGNMENT)" || { echo "usage: make grade ASSIGNMENT=ch01 [SUBMISSIONS=folder-or-zip] [WORKERS=n]"; exit 2; }
+	$(VENV)/bin/nbgrader generate_assignment $(ASSIGNMENT) --force --log-level=WARN
+	$(PY) tools/grade_class.py $(ASSIGNMENT) $(SUBMISSIONS) --workers $(WORKERS)
 
 headers: $(INSTALLED)
 	$(PY) tools/notebook_header.py
@@ -53,4 +69,4 @@ bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf _build gradebook.db submitted autograded feedback
+	rm -rf _build gradebook.db submitted autograded feedback grades_*.csv grading_summary_*.json
