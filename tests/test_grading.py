@@ -203,3 +203,21 @@ def test_stubs_that_call_the_reference_of_the_same_name_are_flagged(assignment, 
     assert replaced, f"no stub of {assignment} has a namesake in course_lib.{module}"
     flags = integrity_flags(nb, assignment, source.stem)
     assert len(flags) >= 2 * len(replaced), f"only {flags} were flagged for {replaced}"
+
+
+def test_every_assignment_has_fresh_time_budgets():
+    """Budgets recorded for another version of a notebook are ignored (cells get 10 minutes)."""
+    import json
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from secure_grading import notebook_digest
+
+    table = json.loads((ROOT / "grading" / "time_budgets.json").read_text())
+    for source in SOURCES:
+        entry = table.get(source.parent.name, {}).get(source.stem)
+        assert entry and entry["digest"] == notebook_digest(source), (
+            f"the time budgets of {source.relative_to(ROOT)} are missing or stale: run `make budgets`")
+        assert not entry["quick"], "budgets must be timed at full size (`make budgets` does)"
+        graded = [c.metadata["nbgrader"]["grade_id"] for c in nbformat.read(source, as_version=4).cells
+                  if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")]
+        assert set(graded) <= set(entry["seconds"]), "a graded cell has no recorded time"

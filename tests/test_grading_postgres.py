@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,22 +32,24 @@ def free_port() -> int:
 def as_postgres(*cmd, **kw):
     # the server refuses to run as root: run it as Debian's `postgres` user
     prefix = ["runuser", "-u", "postgres", "--"] if os.getuid() == 0 else []
-    return subprocess.run([*prefix, *cmd], check=True, capture_output=True, text=True, **kw)
+    result = subprocess.run([*prefix, *cmd], capture_output=True, text=True, **kw)
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory):
+def postgres():
     if not PG_BIN:
         pytest.fail("PostgreSQL is not installed: run `make setup` (it installs Debian's postgresql)")
     bin_dir = Path(PG_BIN[-1])
-    data = tmp_path_factory.mktemp("pg") / "data"
+    # a folder the server's user can reach (pytest's own temporary folders are private to root)
+    top = Path(tempfile.mkdtemp(prefix="grading-pg-"))
+    data, sockets = top / "data", top / "sock"
     data.mkdir()
-    sockets = data.parent / "sock"
     sockets.mkdir()
     if os.getuid() == 0:
-        shutil.chown(data, "postgres")
-        shutil.chown(sockets, "postgres")
-        os.chmod(data.parent, 0o755)
+        for path in (top, data, sockets):
+            shutil.chown(path, "postgres")
     port = free_port()
     as_postgres(str(bin_dir / "initdb"), "-D", str(data), "-U", "grader", "--auth=trust", "-E", "UTF8")
     as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(data / "server.log"), "start", "-o",
@@ -56,6 +59,7 @@ def postgres(tmp_path_factory):
         yield f"postgresql+psycopg://grader@127.0.0.1:{port}/gradebook"
     finally:
         as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def test_a_class_is_graded_into_postgresql(postgres, tmp_path):

@@ -37,7 +37,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
@@ -260,6 +259,7 @@ class HardenedExecute(Execute):
                                     "(tools/time_budgets.py); '' for none.").tag(config=True)
     budget_factor = Float(10.0, help="A cell's budget: this many times the solution's time...").tag(config=True)
     budget_floor = Float(20.0, help="...but at least this many seconds.").tag(config=True)
+    max_stray_processes = Integer(16, help="More processes left running by a cell stop the kernel.").tag(config=True)
     output_bytes = Integer(1_000_000, help="Output kept per cell (an error is always kept).").tag(config=True)
 
     def __init__(self, *args, **kwargs):
@@ -320,9 +320,16 @@ class HardenedExecute(Execute):
             return cell
         try:
             await super().async_execute_cell(cell, cell_index, execution_count, store_history)
-            if hasattr(self.km, "kill_strays") and self.km.kill_strays():
+            strays = self.km.kill_strays() if hasattr(self.km, "kill_strays") else 0
+            if strays > self.max_stray_processes:
+                # killed processes stay (as zombies, counted by the process limit) until the kernel
+                # ends: a fork bomb's kernel cannot run much else, so it ends here
+                self._dead_reason = f"the grader stopped the kernel: this cell left {strays} processes running"
+                cell.outputs.append(_error(DEAD_KERNEL_ENAME, f"{self._dead_reason} (a fork bomb?); the cells "
+                                                              "after it were not run"))
+            elif strays:
                 cell.outputs.append(NotebookNode(output_type="stream", name="stdout", text=(
-                    "[the grader stopped the processes this cell left running]\n")))
+                    f"[the grader stopped {strays} processes this cell left running]\n")))
             return cell
         except DeadKernelError:
             self._dead_reason = self.km.exit_reason() if hasattr(self.km, "exit_reason") else "the kernel died"
