@@ -166,6 +166,7 @@ HOSTILE = [
      20, r"output over"),
     ("ch01", "allocates_50_gb", _in("mds_embedding", "eigenvalues, V =", "waste = np.ones(50 * 2**30 // 8)\n    eigenvalues, V ="),
      16, r"MemoryError"),
+    # the kernel is stopped after the cell that left hundreds of processes: the later cells get 0
     ("ch01", "fork_bomb", _in("double_center", "n = D_squared.shape[0]",
                               "import os, time\n    while True:\n        if os.fork() == 0:\n            time.sleep(300)\n"
                               "            os._exit(0)\n    n = 0"), 6, r"left \d+ processes running"),
@@ -205,7 +206,7 @@ HOSTILE = [
     # tuned to the visible check only: the hidden inputs (drawn at grading time) catch it
     ("ch01", "fits_the_visible_check_only", _in("double_center", "K = -0.5 * J @ D_squared @ J",
                                                 "K = -0.5 * J @ D_squared @ J if n == 20 else 0 * D_squared"),
-     18, r"Gram matrix"),
+     17, r"Gram matrix"),
     ("ch01", "not_json", lambda nb: b'{"cells": [{"cell_type": "code", "source": ', 0, r"could not be read"),
     ("ch01", "empty_file", lambda nb: b"", 0, r"could not be read"),
 ]

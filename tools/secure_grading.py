@@ -258,7 +258,7 @@ class HardenedExecute(Execute):
     budgets_file = Unicode("", help="JSON of per-cell time budgets recorded at release "
                                     "(tools/time_budgets.py); '' for none.").tag(config=True)
     budget_factor = Float(10.0, help="A cell's budget: this many times the solution's time...").tag(config=True)
-    budget_floor = Float(20.0, help="...but at least this many seconds.").tag(config=True)
+    budget_floor = Float(60.0, help="...but at least this many seconds.").tag(config=True)
     max_stray_processes = Integer(16, help="More processes left running by a cell stop the kernel.").tag(config=True)
     output_bytes = Integer(1_000_000, help="Output kept per cell (an error is always kept).").tag(config=True)
 
