@@ -111,8 +111,10 @@ def test_hostile_submission_gets_its_score_and_feedback(graded, entry):
     assert float(rows[student]["score"]) == score, f"{name} scored {rows[student]['score']}, expected {score}"
     text = feedback_text(course, student)
     assert re.search(feedback, text), f"the feedback of {name} does not say /{feedback}/"
-    for marker in ("LEAKED", "VANDALISED", "CONNECTED "):
-        assert marker not in text, f"{name}: {marker} appears in its feedback: the sandbox let it through"
+    graded = nbformat.read(course / "autograded" / student / ASSIGNMENT / NOTEBOOK, as_version=4)
+    printed = "".join(o.get("text", "") for c in graded.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    for marker in ("LEAKED", "VANDALISED", "CONNECTED"):
+        assert marker not in printed, f"{name} printed {marker}: the sandbox let it through"
 
 
 def test_nothing_outside_the_submissions_changed(graded):
