@@ -3,7 +3,9 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
-APT_PACKAGES := dataset-fashion-mnist bible-kjv chromium chromium-driver
+# chromium, chromium-driver: the browser test of the built book; bubblewrap: the grader's sandbox
+# (tools/secure_grading.py); postgresql: the gradebook-server test
+APT_PACKAGES := dataset-fashion-mnist bible-kjv chromium chromium-driver bubblewrap postgresql
 # MathJax 3 from the npm registry, unpacked into _vendor/ (copied to the book's _static/) so that the book renders math offline.
 MATHJAX_VERSION := 3.2.2
 MATHJAX := _vendor/mathjax/tex-mml-chtml.js
@@ -14,7 +16,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # Tools the commands call by name (nbgrader runs alembic, the book runs jupyter) come from the venv.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup data mathjax book test release headers bench clean
+.PHONY: setup data mathjax book test release headers bench clean grade budgets
 
 setup: $(INSTALLED) data mathjax
 
@@ -61,6 +63,21 @@ release: $(INSTALLED)
 	  a=$$(basename $$dir); $(VENV)/bin/nbgrader generate_assignment $$a --force --log-level=WARN || exit 1; \
 	done
 	@rm -f gradebook.db
+	$(MAKE) budgets
+
+# Each graded cell's time budget: re-time the solution notebooks whose code changed
+# (grading/time_budgets.json; run at full size, the size a class is graded at).
+budgets: $(INSTALLED)
+	env -u COURSE_QUICK $(PY) tools/time_budgets.py --changed-only
+
+# Grade a whole class: `make grade ASSIGNMENT=ch01 [SUBMISSIONS=export.zip] [WORKERS=2]`.
+# Submissions: submitted/<student>/<assignment>/ (nbgrader's layout) or an LMS zip; writes the
+# gradebook, feedback/, grades_<assignment>.csv and prints a summary (see the README).
+WORKERS ?= $(shell nproc)
+grade: setup
+	@test -n "$(ASSIGNMENT)" || { echo "usage: make grade ASSIGNMENT=ch01 [SUBMISSIONS=folder-or-zip] [WORKERS=n]"; exit 2; }
+	$(VENV)/bin/nbgrader generate_assignment $(ASSIGNMENT) --force --log-level=WARN
+	$(PY) tools/grade_class.py $(ASSIGNMENT) $(SUBMISSIONS) --workers $(WORKERS)
 
 headers: $(INSTALLED)
 	$(PY) tools/notebook_header.py
@@ -69,4 +86,4 @@ bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf _build gradebook.db submitted autograded feedback
+	rm -rf _build gradebook.db submitted autograded feedback grades_*.csv grading_summary_*.json

@@ -29,19 +29,30 @@ c.Execute.raise_on_iopub_timeout = False
 # - a test cell a student deleted is put back (and graded) rather than aborting the notebook.
 c.OverwriteCells.add_missing_cells = True
 
-# - every graded kernel gets a memory cap, so that a wrong answer that allocates a huge matrix
-#   fails its own cell with a MemoryError instead of exhausting the machine and getting the
-#   kernel, the grader or a neighbour killed by the out-of-memory killer. The cap is RLIMIT_DATA:
-#   the memory the kernel writes to (heap and anonymous mappings), not address space that is only
-#   reserved, which threads and CUDA reserve in bulk. Default: a sixth of the machine's memory, at
-#   most 6 GiB (the course's solutions peak at 1.2 GiB); override with the environment variable
-#   GRADING_KERNEL_MEMORY_GB (0: no cap).
+# - every graded kernel runs in a sandbox (tools/secure_grading.py): bubblewrap namespaces, its own
+#   unprivileged user, no network, a scratch home as working directory, a read-only view of the
+#   system, the environment and the paths below, and nothing of the course folder (solutions/,
+#   the gradebook, other submissions). Its rlimits cap memory, CPU time, processes and file size.
+#   Without bubblewrap, grading stops and says how to fix it; GRADING_UNSANDBOXED=1 grades
+#   without the sandbox (the student's code then runs with the grader's rights).
+# - the memory cap is RLIMIT_DATA: the memory the kernel writes to (heap and anonymous mappings),
+#   not address space that is only reserved, which threads and CUDA reserve in bulk. Default: a
+#   sixth of the machine's memory, at most 6 GiB (the course's solutions peak at 1.2 GiB);
+#   override with GRADING_KERNEL_MEMORY_GB (0: no cap).
+# - each graded cell has a time budget, a multiple of the solution's time recorded by
+#   `make release` in grading/time_budgets.json; a cell without one gets c.Execute.timeout.
+# - the integrity check fails the tests that a submission passed with the course's reference
+#   implementation, or after tampering with the testing machinery, and says so in the feedback.
+import importlib.util  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
-from jupyter_client.manager import AsyncKernelManager  # noqa: E402
+_COURSE = Path(__file__).resolve().parent
+sys.path.insert(0, str(_COURSE / "tools"))
 from nbgrader.converters.autograde import Autograde  # noqa: E402
-from nbgrader.preprocessors import Execute  # noqa: E402
+from nbgrader.preprocessors import Execute, SaveAutoGrades  # noqa: E402
+from secure_grading import HardenedExecute, IntegrityCheck  # noqa: E402
 
 
 def _kernel_memory_bytes() -> int:
@@ -52,27 +63,19 @@ def _kernel_memory_bytes() -> int:
     return min(total // 6, 6 * 2**30)
 
 
-# Runs before the kernel: set the limit, then become the kernel (exec keeps the process id that
-# nbgrader watches and interrupts).
-_LIMIT_THEN_EXEC = ("import os, resource, sys; n = int(sys.argv[1]); "
-                    "resource.setrlimit(resource.RLIMIT_DATA, (n, n)); os.execvp(sys.argv[2], sys.argv[2:])")
+_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+_PACKAGE = importlib.util.find_spec("course_lib")
+c.SandboxedKernelManager.sandbox = os.environ.get("GRADING_UNSANDBOXED", "") in ("", "0")
+c.SandboxedKernelManager.memory_bytes = _kernel_memory_bytes()
+c.SandboxedKernelManager.read_only_paths = [
+    *(_PACKAGE.submodule_search_locations if _PACKAGE else []),  # the course's package (editable install)
+    "/usr/share/datasets", *filter(None, [os.environ.get("COURSE_DATA")])]
+# the course's data cache, read-only inside a writable cache folder (matplotlib and fontconfig write theirs)
+c.SandboxedKernelManager.read_only_mounts = {"/tmp/cache/course_lib": str(_CACHE / "course_lib")}
+c.SandboxedKernelManager.environment = {"XDG_CACHE_HOME": "/tmp/cache"}
+c.HardenedExecute.source_directory = c.IntegrityCheck.source_directory = "solutions"
+c.HardenedExecute.budgets_file = str(_COURSE / "grading" / "time_budgets.json")
 
-
-class MemoryCappedKernelManager(AsyncKernelManager):
-    """Starts each graded kernel under the memory cap above."""
-
-    async def _async_launch_kernel(self, kernel_cmd, **kw):
-        limit = _kernel_memory_bytes()
-        if limit > 0:
-            kernel_cmd = [sys.executable, "-c", _LIMIT_THEN_EXEC, str(limit), *kernel_cmd]
-        return await super()._async_launch_kernel(kernel_cmd, **kw)
-
-
-class MemoryCappedExecute(Execute):
-    def __init__(self, *args, **kwargs):
-        kwargs["kernel_manager_class"] = MemoryCappedKernelManager
-        super().__init__(*args, **kwargs)
-
-
-c.Autograde.autograde_preprocessors = [
-    MemoryCappedExecute if p is Execute else p for p in Autograde.class_traits()["autograde_preprocessors"].default()]
+_steps = [HardenedExecute if p is Execute else p for p in Autograde.class_traits()["autograde_preprocessors"].default()]
+_steps.insert(_steps.index(SaveAutoGrades), IntegrityCheck)
+c.Autograde.autograde_preprocessors = _steps

@@ -39,6 +39,9 @@ def make_course(tmp: Path) -> Path:
     course.mkdir()
     shutil.copy(ROOT / "nbgrader_config.py", course)
     shutil.copytree(ROOT / "solutions", course / "solutions")
+    # the hardened grader (sandbox, time budgets, integrity) and the budgets recorded at release
+    shutil.copytree(ROOT / "tools", course / "tools", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "grading", course / "grading")
     return course
 
 
