@@ -9,8 +9,11 @@ not installed) ``glue`` only returns the value, so every chapter runs anywhere.
 from __future__ import annotations
 
 
-def glue(name: str, value):
-    """Record ``value`` under ``name`` for the book's ``{glue:}`` roles, show nothing, return it."""
+def glue(name: str, value, display: bool = False):
+    """Record ``value`` under ``name`` for the book's ``{glue:}`` roles and return it.
+
+    Like MyST-NB's ``glue``, it shows the value in the cell's output only when ``display`` is true.
+    """
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"name must be an identifier-like string (letters, digits, _), got {name!r}")
     try:
@@ -21,7 +24,7 @@ def glue(name: str, value):
         value = value.item()
     if isinstance(value, str):   # shown as text, not as a Python string literal with quotes
         from IPython.display import Markdown
-        myst_glue(name, Markdown(value), display=False)
+        myst_glue(name, Markdown(value), display=display)
     else:
-        myst_glue(name, value, display=False)
+        myst_glue(name, value, display=display)
     return value
