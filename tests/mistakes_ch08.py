@@ -41,6 +41,6 @@ WRONG = [
 ]
 # Broken submissions that must still be graded: (assignment, name, mutation[, same score as]).
 BROKEN = [
-    ("ch08", "name_error_in_kl",
+    ("ch08", "kl_name_error",
      lambda nb: replace_in_cell(nb, "gaussian_kl", "kl = per_dimension.sum(dim=1)", "kl = per_dimensions.sum(dim=1)")),
 ]

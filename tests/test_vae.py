@@ -10,7 +10,6 @@ from course_lib.training import fit
 from course_lib.vae import (VAE, ProbabilisticPCA, VAEOutput, binarize, evaluate_elbo, gaussian_kl, gradient_samples,
                             iwae_bound, kl_per_dimension, log_likelihood, negative_elbo, reparameterize, vae_loss_fn)
 
-torch.set_default_dtype(torch.float32)
 
 
 def gen(seed):
