@@ -411,3 +411,47 @@ def accuracy(model: nn.Module, images: Tensor, labels, batch_size: int = 1024) -
     guesses = torch.cat([model(images[i:i + batch_size].to(device)).argmax(1).cpu()
                          for i in range(0, len(images), batch_size)])
     return float((guesses == labels).float().mean())
+
+
+@torch.no_grad()
+def mae_reconstruct(model: MaskedAutoencoder, images: Tensor, mask_ratio: float,
+                    generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """What the figures show: ``(masked, reconstruction)`` images for ``mask_ratio``.
+
+    ``masked`` has the hidden patches set to 0.5 (grey); ``reconstruction`` is the
+    model's prediction at the hidden patches pasted next to the visible ones, as
+    in the MAE paper. The model may have been trained at another ratio.
+    """
+    model.eval()
+    p, c = model.encoder.patch_size, model.encoder.channels
+    device = next(model.parameters()).device
+    trained_ratio, model.mask_ratio = model.mask_ratio, mask_ratio
+    try:
+        pred, mask = model(images.to(device), generator)
+    finally:
+        model.mask_ratio = trained_ratio
+    patches, hidden = patchify(images, p), mask.cpu()[:, :, None].bool()
+    masked = torch.where(hidden, torch.full_like(patches, 0.5), patches)
+    pasted = torch.where(hidden, pred.cpu().clamp(0, 1), patches)
+    return unpatchify(masked, p, c), unpatchify(pasted, p, c)
+
+
+def seconds_per_step(model: nn.Module, loss_fn, batch, steps: int = 5, lr: float = 1e-3) -> float:
+    """Median wall-clock seconds of one training step (forward, backward, Adam) on ``batch``, after a warm-up."""
+    import statistics
+    import time
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    times = []
+    for step in range(steps + 1):
+        start = time.perf_counter()
+        loss = loss_fn(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if batch[0].is_cuda if isinstance(batch, (tuple, list)) else batch.is_cuda:
+            torch.cuda.synchronize()
+        if step:  # the first step warms up allocators and kernels
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
