@@ -302,7 +302,9 @@ class MaskedLanguageModel(nn.Module):
 
     Token ids ``0 .. vocab_size - 1`` are words and ``vocab_size`` is the mask
     token (:attr:`mask_id`), which is never predicted. ``forward`` returns the
-    logits (N, T, vocab_size); :attr:`token_embedding` rows are the word vectors.
+    logits (N, T, vocab_size). As in BERT, the output layer shares the token
+    embeddings E: the logit of word w is h . E_w + b_w, so every prediction also
+    trains the word vectors (the rows of E, :meth:`word_vectors`).
     """
 
     def __init__(self, vocab_size: int, max_len: int = 32, dim: int = 64, depth: int = 2, heads: int = 4,
@@ -310,13 +312,20 @@ class MaskedLanguageModel(nn.Module):
         super().__init__()
         self.vocab_size, self.mask_id, self.max_len = vocab_size, vocab_size, max_len
         self.token_embedding = nn.Embedding(vocab_size + 1, dim)
+        # BERT's small initialisation: with PyTorch's default N(0, 1) the random start would
+        # dominate the few hundred Adam steps of a CPU run, and the word vectors would stay random
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
         self.pos_embed = nn.Parameter(0.02 * torch.randn(1, max_len, dim))
         self.blocks = transformer(dim, depth, heads, mlp_ratio)
         self.norm = nn.LayerNorm(dim)
-        self.head = nn.Linear(dim, vocab_size)
+        self.output_bias = nn.Parameter(torch.zeros(vocab_size))
 
     def forward(self, tokens: Tensor) -> Tensor:
         return self.head(self.contextual(tokens))
+
+    def head(self, hidden: Tensor) -> Tensor:
+        """Logits over the words from contextual vectors (..., dim), with the tied embeddings."""
+        return hidden @ self.token_embedding.weight[:self.vocab_size].T + self.output_bias
 
     def contextual(self, tokens: Tensor) -> Tensor:
         """(N, T, dim): each position's representation in the context of the whole window."""
