@@ -69,9 +69,9 @@ def stop_after(seconds: float):
     return lambda epoch, model, history: time.perf_counter() - start > seconds
 
 
-def train_for(model, loss_fn, train, val, seconds, score_fn=None):
+def train_for(model, loss_fn, train, val, seconds, score_fn=None, lr=2e-3):
     start = time.perf_counter()
-    history = fit(model, loss_fn, train, val, epochs=1000, batch_size=256, lr=2e-3, device="cpu",
+    history = fit(model, loss_fn, train, val, epochs=1000, batch_size=256, lr=lr, device="cpu",
                   score_fn=score_fn, higher_is_better=score_fn is not None, progress=False,
                   callbacks=stop_after(seconds))
     return len(history.train_loss), time.perf_counter() - start
@@ -92,13 +92,13 @@ def budget_comparison(n: int, pretrain_s: float, finetune_s: float) -> dict:
     pre_epochs, pre_s = train_for(mae, mae_loss_fn(), unlabelled, unlabelled_val, pretrain_s)
     probe = linear_probe(encode_features(mae.encoder, X), y, encode_features(mae.encoder, X_test), y_test)
     seed_everything(1)
-    random_probe = linear_probe(encode_features(ViTEncoder(**ENCODER), X), y,
-                                encode_features(ViTEncoder(**ENCODER), X_test), y_test)
+    random_encoder = ViTEncoder(**ENCODER)  # what the architecture gives without training
+    random_probe = linear_probe(encode_features(random_encoder, X), y, encode_features(random_encoder, X_test), y_test)
     finetuned = ViTClassifier(mae.encoder)
-    ft_epochs, ft_s = train_for(finetuned, classification_loss, labelled, labelled_val, finetune_s, val_accuracy)
+    ft_epochs, ft_s = train_for(finetuned, classification_loss, labelled, labelled_val, finetune_s, val_accuracy, lr=1e-3)
     seed_everything(1)
     scratch = ViTClassifier(ViTEncoder(**ENCODER))
-    sc_epochs, sc_s = train_for(scratch, classification_loss, labelled, labelled_val, pre_s + ft_s, val_accuracy)
+    sc_epochs, sc_s = train_for(scratch, classification_loss, labelled, labelled_val, pre_s + ft_s, val_accuracy, lr=1e-3)
     return {"n_train": n, "pretrain": {"epochs": pre_epochs, "seconds": pre_s},
             "linear_probe_mae": probe, "linear_probe_random_encoder": random_probe,
             "finetune": {"epochs": ft_epochs, "seconds": ft_s, "test_accuracy": accuracy(finetuned, X_test, y_test)},

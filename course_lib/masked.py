@@ -459,8 +459,8 @@ def seconds_per_step(model: nn.Module, loss_fn, batch, steps: int = 5, lr: float
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if batch[0].is_cuda if isinstance(batch, (tuple, list)) else batch.is_cuda:
-            torch.cuda.synchronize()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()  # GPU work is asynchronous: wait for it before reading the clock
         if step:  # the first step warms up allocators and kernels
             times.append(time.perf_counter() - start)
     return statistics.median(times)
