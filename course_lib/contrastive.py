@@ -261,10 +261,11 @@ class ConvEncoder(nn.Module):
 
     Two stride-2 3x3 convolutions (28 -> 14 -> 7), a third 3x3 convolution and a
     linear layer, with batch normalisation and ReLUs. The same architecture serves
-    every method and the supervised baseline (add a linear layer for the classes).
+    every method and the supervised baseline (:class:`SupervisedNetwork`). Small
+    channel counts by default, so that a few epochs of every method fit a 2-core CPU.
     """
 
-    def __init__(self, feature_dim: int = 128, channels=(32, 64, 64)):
+    def __init__(self, feature_dim: int = 128, channels=(16, 32, 32)):
         super().__init__()
         c1, c2, c3 = channels
         self.feature_dim = feature_dim
@@ -570,14 +571,50 @@ def normalised_std(z: Tensor) -> Tensor:
 
 @torch.no_grad()
 def encode_features(model: nn.Module, images: Tensor, batch_size: int = 1024, device=None) -> Tensor:
-    """The frozen representation h = model.features(x) (or model.encode(x)) of ``images``, on the CPU."""
+    """The frozen representation h of ``images``, on the CPU: ``model.features(x)``, or ``model.encode(x)``
+    (an autoencoder's code; the first element when it returns a tuple, a VAE's mean), or ``model(x)``."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    encode = getattr(model, "features", None) or model.encode
+    encode = getattr(model, "features", None) or getattr(model, "encode", None) or model
     parts = []
     for start in range(0, len(images), batch_size):
         out = encode(images[start:start + batch_size].to(device))
         parts.append((out[0] if isinstance(out, tuple) else out).float().cpu())
     model.train(was_training)
     return torch.cat(parts)
+
+
+class SupervisedNetwork(nn.Module):
+    """The baseline: the same encoder f followed by a linear classifier; ``forward`` returns class logits."""
+
+    def __init__(self, encoder: nn.Module | None = None, n_classes: int = 10):
+        super().__init__()
+        self.encoder = encoder if encoder is not None else ConvEncoder()
+        self.classifier = nn.Linear(self.encoder.feature_dim, n_classes)
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.encoder(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.encoder(x))
+
+
+def supervised_loss_fn(augment: nn.Module | None = None):
+    """loss_fn(model, (images, labels)) for :func:`fit`: cross-entropy, on augmented images when given."""
+    def loss_fn(model, batch):
+        x, y = batch
+        if augment is not None and model.training:
+            x = augment(x)
+        return F.cross_entropy(model(x), y)
+    return loss_fn
+
+
+def evaluate_representation(model: nn.Module, X_train: Tensor, y_train, X_test: Tensor, y_test,
+                            n_neighbors: int = 10, max_iter: int = 100) -> dict:
+    """Linear-probe and k-NN test accuracy of the frozen features of ``model`` (see :func:`encode_features`)."""
+    from .metrics import knn_accuracy, linear_probe
+
+    F_train, F_test = encode_features(model, X_train), encode_features(model, X_test)
+    return {"linear probe": linear_probe(F_train, y_train, F_test, y_test, max_iter=max_iter),
+            "k-NN": knn_accuracy(F_train, y_train, n_neighbors, F_test, y_test)}
