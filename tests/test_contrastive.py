@@ -279,3 +279,38 @@ def test_simsiam_without_stop_gradient_collapses():
     # 1/sqrt(64) = 0.125 for an embedding spread over the sphere; collapse drives it towards 0
     assert history.train_terms["std_normalised"][0] > 0.05
     assert history.train_terms["std_normalised"][-1] < 0.2 / math.sqrt(64)
+
+
+def test_clip_and_supervised_training_lower_their_loss():
+    seed_everything(0)
+    labels = torch.arange(10).repeat(13)
+    noise = torch.rand(130, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    images = 0.3 * noise + 0.07 * labels[:, None, None, None]     # brightness tells the class
+    pairs = torch.utils.data.TensorDataset(images, C.random_captions(labels, seed=1))
+    clip = C.DualEncoder(C.SiameseNetwork(), C.BagOfWordsEncoder(len(C.caption_vocabulary())))
+    history = fit(clip, C.clip_loss_fn(), pairs, epochs=5, batch_size=65, progress=False)
+    assert history.train_loss[-1] < history.train_loss[0]
+    supervised = C.SupervisedNetwork()
+    history = fit(supervised, C.supervised_loss_fn(C.Augment()), torch.utils.data.TensorDataset(images, labels),
+                  epochs=3, batch_size=65, progress=False)
+    assert history.train_loss[-1] < history.train_loss[0]
+
+
+def test_evaluate_representation_reads_features_codes_and_tuples():
+    images = torch.rand(40, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    labels = torch.arange(4).repeat(10).numpy()
+
+    class TupleEncoder(torch.nn.Module):   # like a VAE: encode(x) -> (mu, logvar)
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(784, 3)
+
+        def encode(self, x):
+            mu = self.linear(x.flatten(1))
+            return mu, torch.zeros_like(mu)
+
+    model = TupleEncoder()
+    assert torch.allclose(C.encode_features(model, images), model.linear(images.flatten(1)).detach())
+    scores = C.evaluate_representation(C.SiameseNetwork(), images[:20], labels[:20], images[20:], labels[20:],
+                                       n_neighbors=3)
+    assert set(scores) == {"linear probe", "k-NN"} and all(0 <= v <= 1 for v in scores.values())
