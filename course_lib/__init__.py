@@ -13,6 +13,8 @@ One small module per method, plus the shared pieces every chapter uses:
 - :mod:`course_lib.corpora`, :mod:`course_lib.word2vec`, :mod:`course_lib.factorized`  (embeddings)
 - :mod:`course_lib.vae`  (latent variable models: the VAE, its ELBO, the IWAE bound, probabilistic PCA)
 - :mod:`course_lib.masked`    BERT's masking and the masked autoencoder (chapter 12)
+- :mod:`course_lib.contrastive`  (self-supervised learning by comparing views: SimCLR, MoCo, SimSiam,
+  Barlow Twins, VICReg, CLIP; alignment and uniformity; batch augmentation)
 """
 from .utils import get_device, limit_cpu_threads, pick_size, quick_mode, seed_everything
 
