@@ -291,6 +291,34 @@ def ali_generator_loss_fn(model: ALI, x: Tensor):
     return ali_generator_loss(*_ali_logits(model, x, detach=False))
 
 
+def make_gan(data_dim: int, latent_dim: int, hidden_dims=(128, 128), output: str | None = None,
+             dropout: float = 0.0) -> GAN:
+    """A GAN of MLPs: G latent_dim -> hidden_dims -> data_dim, D data_dim -> hidden_dims -> 1."""
+    return GAN(Generator(latent_dim, data_dim, hidden_dims, output), Discriminator(data_dim, hidden_dims, dropout))
+
+
+def make_ali(data_dim: int, latent_dim: int, hidden_dims=(128, 128), output: str | None = None,
+             dropout: float = 0.0, stochastic: bool = True) -> ALI:
+    """ALI (``stochastic=True``, a :class:`GaussianEncoder`) or BiGAN (an :class:`Encoder`) of MLPs.
+
+    E, G and D have the hidden sizes of :func:`make_gan`'s networks, so the two compare like for like.
+    """
+    encoder = (GaussianEncoder if stochastic else Encoder)(data_dim, latent_dim, hidden_dims)
+    return ALI(encoder, Generator(latent_dim, data_dim, hidden_dims, output),
+               JointDiscriminator(data_dim, latent_dim, hidden_dims, dropout))
+
+
+def loss_fns(model: GAN, saturating: bool = False) -> tuple[Callable, Callable]:
+    """The (discriminator, generator) per-batch losses of ``model``: ALI's on joint pairs, or the GAN's."""
+    if isinstance(model, ALI):
+        if saturating:
+            raise ValueError("only the non-saturating encoder/generator loss is implemented for ALI")
+        return ali_discriminator_loss_fn, ali_generator_loss_fn
+    if saturating:
+        return gan_discriminator_loss_fn, lambda m, x: gan_generator_loss_fn(m, x, saturating=True)
+    return gan_discriminator_loss_fn, gan_generator_loss_fn
+
+
 # ------------------------------------------------------------------ the training loop
 
 def fit_adversarial(
