@@ -38,16 +38,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .autoencoders import _check_dim
 from .training import History, _append, _batch_len, _Sums, _unwrap_single, make_loader, split_loss, to_device
 from .utils import get_device
 
 Tensor = torch.Tensor
-
-
-def _check_dim(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 def _mlp(sizes: Sequence[int], slope: float = 0.2, dropout: float = 0.0) -> nn.Sequential:
