@@ -16,6 +16,7 @@ from scipy.spatial.distance import jensenshannon
 
 from course_lib.adversarial import (
     ALI, GAN, Discriminator, Encoder, GaussianEncoder, Generator, JointDiscriminator, ali_discriminator_loss_fn,
+    loss_fns, make_ali, make_gan,
     ali_generator_loss, ali_generator_loss_fn, discriminator_loss, fit_adversarial, gan_discriminator_loss_fn,
     gan_generator_loss_fn, non_saturating_generator_loss, saturating_generator_loss)
 from course_lib.data import gaussian_grid_centres, load_gaussian_grid
@@ -274,3 +275,19 @@ def test_ali_encode_and_reconstruct_shapes():
     assert model.encode(x).shape == (5, 2) and model.reconstruct(x).shape == (5, 2)
     assert torch.equal(model.encode(x), model.encode(x))      # the mean of q(z | x): deterministic
     assert model.sample(7).shape == (7, 2)
+
+
+def test_factories_and_loss_fns():
+    gan, ali, bigan = make_gan(2, 3, (8,)), make_ali(2, 3, (8,)), make_ali(2, 3, (8,), stochastic=False)
+    assert isinstance(ali.encoder, GaussianEncoder) and isinstance(bigan.encoder, Encoder)
+    assert loss_fns(ali) == (ali_discriminator_loss_fn, ali_generator_loss_fn)
+    assert loss_fns(gan) == (gan_discriminator_loss_fn, gan_generator_loss_fn)
+    seed_everything(0)
+    x = torch.randn(5, 2)
+    _, saturating = loss_fns(gan, saturating=True)
+    torch.manual_seed(1)
+    expected = saturating_generator_loss(gan.discriminator(gan.generator(gan.sample_prior(5))))
+    torch.manual_seed(1)
+    assert torch.equal(saturating(gan, x), expected)
+    with pytest.raises(ValueError, match="non-saturating"):
+        loss_fns(ali, saturating=True)
