@@ -6,7 +6,7 @@
    (:func:`course_lib.metrics.mode_coverage`: nearest centre, within 3 std, >= 20 samples).
    Mean and standard deviation over the seeds, side by side.
 2. Features: the linear-probe (and 10-NN) test accuracy of ALI's encoder mu(x) on Fashion-MNIST,
-   against the chapter 7 autoencoder, the chapter 8 VAE (when course_lib.vae exists) and a random
+   against the chapter 7 autoencoder, the chapter 8 VAE and a random
    encoder of ALI's architecture, all with a 32-D code and 2 x 256 hidden units.
 
     python benchmarks/bench_adversarial.py                # 5 seeds, 15,000 training images
@@ -17,7 +17,6 @@ Results are printed and written to benchmarks/results/adversarial.json.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import platform
 import time
@@ -58,15 +57,12 @@ def grid_runs(seeds: int, epochs: int, device) -> dict:
 
 
 def vae_encoder(X, latent_dim, hidden, epochs, device):
-    """The chapter 8 VAE's mean mu(x), when course_lib.vae exists."""
-    if importlib.util.find_spec("course_lib.vae") is None:
-        return None
-    from course_lib import vae
+    """The chapter 8 VAE's mean mu(x) (one hidden layer, of ALI's first hidden size)."""
+    from course_lib.vae import VAE, vae_loss_fn
 
     seed_everything(0)
-    model = vae.VAE(784, hidden, latent_dim)
-    fit(model, vae.vae_loss_fn() if hasattr(vae, "vae_loss_fn") else vae.elbo_loss_fn(), X, epochs=epochs,
-        batch_size=128, lr=1e-3, device=device, progress=False)
+    model = VAE(784, hidden[0], latent_dim)
+    fit(model, vae_loss_fn(), X, epochs=epochs, batch_size=128, lr=1e-3, device=device, progress=False)
     model.eval()
     return lambda x: model.encode(x)[0]
 
@@ -86,9 +82,7 @@ def feature_runs(n_train: int, n_test: int, epochs: int, device) -> dict:
     seed_everything(1)
     random_model = make_ali(784, latent_dim, hidden, output="sigmoid").to(device)
     encoders = {"ALI": ali.encode, "autoencoder": autoencoder.encode, "random encoder": random_model.encode}
-    vae_encode = vae_encoder(X, latent_dim, hidden, epochs, device)
-    if vae_encode is not None:
-        encoders["VAE"] = vae_encode
+    encoders["VAE"] = vae_encoder(X, latent_dim, hidden, epochs, device)
 
     @torch.no_grad()
     def features(encode, images):

@@ -11,6 +11,7 @@ One small module per method, plus the shared pieces every chapter uses:
 - :mod:`course_lib.sammon`, :mod:`course_lib.tsne`                            (distance-preserving maps)
 - :mod:`course_lib.autoencoders`, :mod:`course_lib.losses`, :mod:`course_lib.anomaly`  (autoencoders)
 - :mod:`course_lib.corpora`, :mod:`course_lib.word2vec`, :mod:`course_lib.factorized`  (embeddings)
+- :mod:`course_lib.vae`  (latent variable models: the VAE, its ELBO, the IWAE bound, probabilistic PCA)
 - :mod:`course_lib.adversarial`  (GAN and ALI/BiGAN)
 """
 from .utils import get_device, limit_cpu_threads, pick_size, quick_mode, seed_everything

@@ -5,9 +5,9 @@ Every model has an encoder phi and a decoder psi, and three methods:
 - ``encode(x)``  -> the code z = phi(x), shape (n, code_dim);
 - ``decode(z)``  -> psi(z), shape (n, input_dim) for the fully connected
   models and (n, 1, 28, 28) for the convolutional one;
-- ``forward(x, return_code=False)`` -> the reconstruction x_hat = psi(phi(x)),
-  with x's own shape, or ``(x_hat, z)`` when ``return_code=True`` (the
-  penalties of :mod:`course_lib.losses` need z).
+- ``forward(x)`` -> the reconstruction x_hat = psi(phi(x)), with x's own shape.
+  (The penalties of :mod:`course_lib.losses` that need the code z call
+  ``encode`` and ``decode`` themselves.)
 
 The fully connected models accept flat inputs (n, d) as well as images
 (n, 1, 28, 28), which they flatten. Train them with
@@ -61,10 +61,8 @@ class Autoencoder(nn.Module):
         """The decoder's output psi(z)."""
         return self.decoder(z)
 
-    def forward(self, x: Tensor, return_code: bool = False):
-        z = self.encode(x)
-        x_hat = self.decode(z).reshape(x.shape)
-        return (x_hat, z) if return_code else x_hat
+    def forward(self, x: Tensor) -> Tensor:
+        return self.decode(self.encode(x)).reshape(x.shape)
 
 
 def _mlp(sizes: Sequence[int], activation: str) -> list[nn.Module]:

@@ -288,6 +288,12 @@ def denoising_loss_fn(
     return loss_fn
 
 
+def _reconstruction_and_code(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+    """x_hat = psi(z) and z = phi(x), for the penalties that need the code."""
+    z = model.encode(x)
+    return model.decode(z).reshape(x.shape), z
+
+
 def sparse_kl_loss_fn(
     rho: float,
     lam: float,
@@ -297,8 +303,7 @@ def sparse_kl_loss_fn(
 
         L = L_AE + lambda sum_j KL(rho || rho_hat_j),   rho_hat_j = (1/n) sum_i z_ij
 
-    The model must return its code when called as ``model(x, return_code=True)``
-    and the code must lie in (0, 1), as :class:`~course_lib.autoencoders.SparseAutoencoder`'s does.
+    The model must have ``encode`` and ``decode`` methods and its code must lie in (0, 1), as :class:`~course_lib.autoencoders.SparseAutoencoder`'s does.
     """
     _check_real(rho, "rho", low=0.0, high=1.0, low_open=True, high_open=True)
     lam = _check_lam(lam)
@@ -306,7 +311,7 @@ def sparse_kl_loss_fn(
 
     def loss_fn(model: nn.Module, batch) -> Tensor:
         x = _inputs(batch)
-        x_hat, z = model(x, return_code=True)
+        x_hat, z = _reconstruction_and_code(model, x)
         return recon(x_hat, x) + lam * sparse_kl_penalty(rho, z.mean(dim=0))
 
     return loss_fn
@@ -319,7 +324,7 @@ def l1_sparse_loss_fn(lam: float, recon: ReconLoss = reconstruction_loss) -> Los
 
     def loss_fn(model: nn.Module, batch) -> Tensor:
         x = _inputs(batch)
-        x_hat, z = model(x, return_code=True)
+        x_hat, z = _reconstruction_and_code(model, x)
         return recon(x_hat, x) + lam * l1_activity_penalty(z)
 
     return loss_fn
@@ -342,7 +347,7 @@ def contractive_loss_fn(lam: float, recon: ReconLoss = reconstruction_loss) -> L
                 f"(a ContractiveAutoencoder), got {type(model).__name__}"
             )
         x = _inputs(batch)
-        x_hat, h = model(x, return_code=True)
+        x_hat, h = _reconstruction_and_code(model, x)
         return recon(x_hat, x) + lam * contractive_penalty(model.encoder_weight, h)
 
     return loss_fn
