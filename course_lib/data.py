@@ -200,6 +200,38 @@ def load_s_curve(n_samples: int = 1500, noise: float = 0.05, seed: int = 0) -> A
     return ArrayData(X.astype(np.float32), t.astype(np.float32), [], ["x", "y", "z"], "s-curve")
 
 
+def gaussian_grid_centres(grid_size: int = 5, spacing: float = 2.0) -> np.ndarray:
+    """The centres of the grid mixture: ``grid_size**2`` points (i, j) * spacing, centred on 0, row by row.
+
+    The default is the 5 x 5 grid {-4, -2, 0, 2, 4}^2 of the ALI paper (Dumoulin et al., 2017).
+    """
+    if isinstance(grid_size, bool) or not isinstance(grid_size, (int, np.integer)) or grid_size < 1:
+        raise ValueError(f"grid_size must be a positive int, got {grid_size!r}")
+    if not spacing > 0:
+        raise ValueError(f"spacing must be a positive number, got {spacing!r}")
+    ticks = (np.arange(grid_size) - (grid_size - 1) / 2) * spacing
+    return np.array([(a, b) for a in ticks for b in ticks], dtype=np.float64)
+
+
+def load_gaussian_grid(n_samples: int = 10000, grid_size: int = 5, spacing: float = 2.0, std: float = 0.05,
+                       seed: int = 0) -> ArrayData:
+    """A mixture of ``grid_size**2`` equally weighted isotropic Gaussians N(c_k, std^2 I) centred on a grid.
+
+    The test bed of mode collapse: 25 well-separated modes in 2-D. ``y`` is each sample's component k,
+    the row of :func:`gaussian_grid_centres` it was drawn around.
+    """
+    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+        raise ValueError(f"n_samples must be a positive int, got {n_samples!r}")
+    if not std > 0:
+        raise ValueError(f"std must be a positive number, got {std!r}")
+    centres = gaussian_grid_centres(grid_size, spacing)
+    rng = np.random.default_rng(seed)
+    k = rng.integers(len(centres), size=n_samples)
+    X = centres[k] + std * rng.standard_normal((n_samples, 2))
+    names = [f"({a:g}, {b:g})" for a, b in centres]
+    return ArrayData(X.astype(np.float32), k.astype(np.int64), names, ["x1", "x2"], f"gaussian-grid-{grid_size}x{grid_size}")
+
+
 # ---------------------------------------------------------------- single-cell RNA-seq
 
 def _pbmc_path() -> Path:
