@@ -87,6 +87,28 @@ def import_zip(archive: Path, submitted: Path, assignment: str, notebooks: list[
     return sorted(set(students))
 
 
+def drop_duplicate_grade_ids(nb) -> list[str]:
+    """Later copies of a graded or locked cell become ordinary cells (nbgrader refuses the notebook otherwise).
+
+    The first copy keeps its grade id and is graded as usual; a note at the top says what was changed.
+    """
+    seen, duplicated = set(), []
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id is None:
+            continue
+        if grade_id in seen:
+            cell.metadata = {k: v for k, v in cell.metadata.items() if k != "nbgrader"}
+            cell["id"] = f"{cell.get('id', 'cell')}-copy-{len(duplicated)}"
+            duplicated.append(grade_id)
+        seen.add(grade_id)
+    if duplicated:
+        nb.cells.insert(0, new_markdown_cell(
+            f"**Grader: the cells {', '.join(sorted(set(duplicated)))} appear more than once in your notebook. "
+            "The first copy of each was graded; later copies ran as ordinary cells.**"))
+    return duplicated
+
+
 def check_readable(path: Path, release: Path) -> str | None:
     """None if the file is a notebook; else why not, after putting the release in its place."""
     try:
@@ -95,9 +117,12 @@ def check_readable(path: Path, release: Path) -> str | None:
             raise ValueError("the file is empty")
         nb = nbformat.reads(text, as_version=4)
         nbformat.validate(nb)
-        return None
     except Exception as err:  # noqa: BLE001  (any unreadable file gets the same treatment)
         why = f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+    else:
+        if drop_duplicate_grade_ids(nb):
+            nbformat.write(nb, path)
+        return None
     shutil.move(path, path.with_name(path.name + ".unreadable"))
     nb = nbformat.read(release, as_version=4)
     nb.cells.insert(0, new_markdown_cell(
