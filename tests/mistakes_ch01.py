@@ -195,7 +195,7 @@ HOSTILE = [
         "    module = getattr(course_lib, 'mds')\n    return module.classical_mds(K, k)\n"), 11, r"getattr"),
     # the case: zeros everywhere, and np.allclose, np.all, assert_allclose that always agree
     ("ch01", "patches_numpy_asserts", lambda nb: edit_first_free_cell(_zeros(nb), _tamper_with_numpy),
-     0, r"tamper"),
+     0, r"(?i)tamper"),
     ("ch01", "silences_ipython_errors", lambda nb: edit_first_free_cell(
         replace_in_cell(nb, "pca_svd", "Xc = X - mu", "Xc = X"),
         lambda s: s + "\nget_ipython().showtraceback = lambda *args, **kwargs: None\n"), 0, r"get_ipython"),

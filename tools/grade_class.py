@@ -110,7 +110,8 @@ def drop_duplicate_grade_ids(nb) -> list[str]:
 
 
 def check_readable(path: Path, release: Path) -> str | None:
-    """None if the file is a notebook; else why not, after putting the release in its place."""
+    """None if the file is a notebook (repaired if it duplicates graded cells); else why not, after putting
+    the release in its place."""
     try:
         text = path.read_text(encoding="utf-8")
         if not text.strip():
@@ -120,7 +121,8 @@ def check_readable(path: Path, release: Path) -> str | None:
     except Exception as err:  # noqa: BLE001  (any unreadable file gets the same treatment)
         why = f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
     else:
-        if drop_duplicate_grade_ids(nb):
+        if drop_duplicate_grade_ids(nb):  # grade a repaired copy; keep what the student sent beside it
+            shutil.copy(path, path.with_name(path.name + ".original"))
             nbformat.write(nb, path)
         return None
     shutil.move(path, path.with_name(path.name + ".unreadable"))

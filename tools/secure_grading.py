@@ -236,6 +236,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         code = process.poll() if process is not None else None
         if code is None:
             return "the kernel stopped responding"
+        if code > 128 and code - 128 in {s.value for s in signal.Signals}:
+            code = 128 - code  # bubblewrap passes on a kernel killed by signal N as exit status 128 + N
         if code < 0:
             sig = signal.Signals(-code).name
             why = {"SIGKILL": "killed (out of memory, or a limit)", "SIGSEGV": "crashed (segmentation fault)",
