@@ -1,4 +1,8 @@
 """Chapter 1: plausible wrong and broken submissions for the nbgrader round trip."""
+import json
+
+import nbformat
+
 from mistakes import delete_cell, replace_in_cell
 
 # Plausible wrong submissions: (assignment, name, mutation, points the mistake must lose).
@@ -123,7 +127,9 @@ def _tamper_with_numpy(source):
 
 def _duplicate(nb, grade_id):
     index = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
-    nb.cells.insert(index + 1, nb.cells[index].copy())
+    copy = nbformat.from_dict(json.loads(json.dumps(nb.cells[index])))
+    copy["id"] = f"{copy.get('id', 'cell')}-again"  # a fixed new cell id: nbformat would draw a random one
+    nb.cells.insert(index + 1, copy)
     return nb
 
 
