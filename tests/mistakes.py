@@ -13,14 +13,20 @@ import importlib
 from pathlib import Path
 
 
-def replace_in_cell(nb, grade_id: str, old: str, new: str):
-    """Replace ``old`` by ``new`` in the cell with nbgrader id ``grade_id``."""
+def find_cell(nb, grade_id: str):
+    """The cell with nbgrader id ``grade_id`` (KeyError if there is none)."""
     for cell in nb.cells:
         if cell.metadata.get("nbgrader", {}).get("grade_id") == grade_id:
-            assert old in cell.source, f"mutation target {old!r} not in cell {grade_id}"
-            cell.source = cell.source.replace(old, new)
-            return nb
+            return cell
     raise KeyError(grade_id)
+
+
+def replace_in_cell(nb, grade_id: str, old: str, new: str):
+    """Replace ``old`` by ``new`` in the cell with nbgrader id ``grade_id``."""
+    cell = find_cell(nb, grade_id)
+    assert old in cell.source, f"mutation target {old!r} not in cell {grade_id}"
+    cell.source = cell.source.replace(old, new)
+    return nb
 
 
 def delete_cell(nb, grade_id: str):
@@ -33,11 +39,8 @@ def delete_cell(nb, grade_id: str):
 
 def set_cell(nb, grade_id: str, source: str):
     """Replace the whole source of the cell with nbgrader id ``grade_id``."""
-    for cell in nb.cells:
-        if cell.metadata.get("nbgrader", {}).get("grade_id") == grade_id:
-            cell.source = source
-            return nb
-    raise KeyError(grade_id)
+    find_cell(nb, grade_id).source = source
+    return nb
 
 
 def edit_first_free_cell(nb, edit):

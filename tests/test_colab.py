@@ -19,8 +19,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 import yaml
+
+from mistakes import find_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL_TORCH = sorted(Path("/opt/wheels").glob("torch-2.13.0+cpu-*.whl"))
@@ -32,16 +35,12 @@ DONE = "COLAB-SIMULATION-DONE"
 pytestmark = pytest.mark.slow
 
 
-def code(path: Path) -> list[dict]:
-    return [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
-
-
-def source(cell: dict) -> str:
-    return "".join(cell["source"])
+def code(path: Path) -> list:
+    return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
 
 
 def by_grade_id(path: Path, grade_id: str) -> str:
-    return next(source(c) for c in code(path) if c["metadata"].get("nbgrader", {}).get("grade_id") == grade_id)
+    return find_cell(nbformat.read(path, as_version=4), grade_id).source
 
 
 def local_setup_cell(cell_source: str, checkout: Path) -> str:
@@ -81,11 +80,11 @@ def test_notebooks_set_up_on_a_colab_like_environment_keep_its_torch(tmp_path):
     shutil.copytree(ROOT / "course_lib", checkout / "course_lib", ignore=shutil.ignore_patterns("__pycache__"))
 
     chapter, exercise = code(CHAPTER), code(EXERCISE)
-    assert "course-header" in chapter[0]["metadata"].get("tags", []), "chapter 1 must start with its set-up cell"
-    cells = [local_setup_cell(source(chapter[0]), checkout), "print('course_lib from', course_lib.__file__)"]
-    cells += [source(c) for c in chapter[1:4]]                        # imports, the digits, PCA's checks
-    cells += [local_setup_cell(source(exercise[0]), checkout)]        # the exercise notebook's own set-up
-    cells += [source(exercise[1]), by_grade_id(SOLUTION, "pca_svd"), by_grade_id(EXERCISE, "test_pca_svd_visible")]
+    assert "course-header" in chapter[0].metadata.get("tags", []), "chapter 1 must start with its set-up cell"
+    cells = [local_setup_cell(chapter[0].source, checkout), "print('course_lib from', course_lib.__file__)"]
+    cells += [c.source for c in chapter[1:4]]                        # imports, the digits, PCA's checks
+    cells += [local_setup_cell(exercise[0].source, checkout)]        # the exercise notebook's own set-up
+    cells += [exercise[1].source, by_grade_id(SOLUTION, "pca_svd"), by_grade_id(EXERCISE, "test_pca_svd_visible")]
     cells += [f"print({DONE!r})"]
     script = tmp_path / "colab_session.ipy"
     script.write_text("\n\n".join(cells) + "\n")
