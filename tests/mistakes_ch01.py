@@ -125,6 +125,13 @@ def _tamper_with_numpy(source):
                      "np.testing.assert_allclose = lambda *args, **kwargs: None\n")
 
 
+def _tamper_through_an_alias(source):
+    # a static check of the source cannot follow `[np][0]` back to numpy; the verdict outside the
+    # kernel (tools/judge.py) does not need to
+    return source + ("\nm = [np][0]\nm.allclose = lambda *args, **kwargs: True\nm.all = lambda *args, **kwargs: True\n"
+                     "m.testing.assert_allclose = lambda *args, **kwargs: None\n")
+
+
 def _duplicate(nb, grade_id):
     index = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
     copy = nbformat.from_dict(json.loads(json.dumps(nb.cells[index])))
@@ -202,6 +209,10 @@ HOSTILE = [
     # the case: zeros everywhere, and np.allclose, np.all, assert_allclose that always agree
     ("ch01", "patches_numpy_asserts", lambda nb: edit_first_free_cell(_zeros(nb), _tamper_with_numpy),
      0, r"(?i)tamper"),
+    # the same through an alias that no static check follows: zeros earn only what zeros earn honestly
+    # (the two visible checks that a zero matrix passes: symmetric, centred; finite, of the right shape)
+    ("ch01", "patches_numpy_through_an_alias", lambda nb: edit_first_free_cell(_zeros(nb), _tamper_through_an_alias),
+     3, r"the columns of A should be orthonormal"),
     ("ch01", "silences_ipython_errors", lambda nb: edit_first_free_cell(
         replace_in_cell(nb, "pca_svd", "Xc = X - mu", "Xc = X"),
         lambda s: s + "\nget_ipython().showtraceback = lambda *args, **kwargs: None\n"), 0, r"get_ipython"),

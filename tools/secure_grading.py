@@ -29,6 +29,7 @@ autograde pipeline (``c.Autograde.autograde_preprocessors``). It adds three thin
 from __future__ import annotations
 
 import ast
+import asyncio
 import hashlib
 import json
 import os
@@ -37,6 +38,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
@@ -45,6 +47,9 @@ from nbclient.exceptions import DeadKernelError
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets import Bool, Dict, Float, Integer, List, Unicode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import judge as judging  # noqa: E402  (tools/judge.py, beside this file)
 
 INTEGRITY_ENAME = "IntegrityError"
 TIMEOUT_ENAME = "CellTimeoutError"
@@ -263,6 +268,8 @@ class HardenedExecute(Execute):
     budget_floor = Float(60.0, help="...but at least this many seconds.").tag(config=True)
     max_stray_processes = Integer(16, help="More processes left running by a cell stop the kernel.").tag(config=True)
     output_bytes = Integer(1_000_000, help="Output kept per cell (an error is always kept).").tag(config=True)
+    judge_tests = Bool(True, help="Run the test cells in the grader's process (tools/judge.py), calling the "
+                                  "student's functions in the kernel; False runs them in the kernel.").tag(config=True)
 
     def __init__(self, *args, **kwargs):
         kwargs["kernel_manager_class"] = SandboxedKernelManager
@@ -292,6 +299,9 @@ class HardenedExecute(Execute):
         return {gid: max(self.budget_floor, self.budget_factor * seconds) for gid, seconds in entry["seconds"].items()}
 
     def budget_of(self, cell) -> float | None:
+        if "judge_timeout" in cell.metadata:  # a call from a judged test: what is left of the test's budget
+            seconds = cell.metadata["judge_timeout"]
+            return None if seconds is None else max(1, int(seconds + 0.999))
         gid = cell.metadata.get("nbgrader", {}).get("grade_id")
         if gid in self._budgets:
             return int(round(self._budgets[gid]))
@@ -304,6 +314,8 @@ class HardenedExecute(Execute):
         self.timeout_func = self.budget_of
         self._dead_reason = None
         self._bytes_out = {}
+        self._judge, self._judging = None, False
+        self._trusted_imports = trusted_imports(find_source_notebook(resources or {}, self.source_directory))
         return super().preprocess(nb, resources, km=km)
 
     async def _async_handle_timeout(self, timeout, cell=None):
@@ -320,18 +332,12 @@ class HardenedExecute(Execute):
         if self._dead_reason is not None:
             cell.outputs = [_error(DEAD_KERNEL_ENAME, f"not run: {self._dead_reason} in an earlier cell")]
             return cell
+        meta = cell.metadata.get("nbgrader", {})
+        if self.judge_tests and meta.get("grade") and not meta.get("solution"):
+            return await self._judge_cell(cell, cell_index)
         try:
             await super().async_execute_cell(cell, cell_index, execution_count, store_history)
-            strays = self.km.kill_strays() if hasattr(self.km, "kill_strays") else 0
-            if strays > self.max_stray_processes:
-                # killed processes stay (as zombies, counted by the process limit) until the kernel
-                # ends: a fork bomb's kernel cannot run much else, so it ends here
-                self._dead_reason = f"the grader stopped the kernel: this cell left {strays} processes running"
-                cell.outputs.append(_error(DEAD_KERNEL_ENAME, f"{self._dead_reason} (a fork bomb?); the cells "
-                                                              "after it were not run"))
-            elif strays:
-                cell.outputs.append(NotebookNode(output_type="stream", name="stdout", text=(
-                    f"[the grader stopped {strays} processes this cell left running]\n")))
+            self._stop_strays(cell)
             return cell
         except DeadKernelError:
             self._dead_reason = self.km.exit_reason() if hasattr(self.km, "exit_reason") else "the kernel died"
@@ -343,7 +349,78 @@ class HardenedExecute(Execute):
 
     execute_cell = run_sync(async_execute_cell)  # nbclient binds the synchronous name to its own method
 
+    def _stop_strays(self, cell) -> None:
+        strays = self.km.kill_strays() if hasattr(self.km, "kill_strays") else 0
+        if strays > self.max_stray_processes:
+            # killed processes stay (as zombies, counted by the process limit) until the kernel
+            # ends: a fork bomb's kernel cannot run much else, so it ends here
+            self._dead_reason = f"the grader stopped the kernel: this cell left {strays} processes running"
+            cell.outputs.append(_error(DEAD_KERNEL_ENAME, f"{self._dead_reason} (a fork bomb?); the cells "
+                                                          "after it were not run"))
+        elif strays:
+            cell.outputs.append(NotebookNode(output_type="stream", name="stdout", text=(
+                f"[the grader stopped {strays} processes this cell left running]\n")))
+
+    # ------------------------------------------------------------- the verdict outside the kernel
+    async def _in_kernel(self, code: str, seconds, cell_index: int):
+        """Run one of the judge's calls in the kernel: (its stdout, its other outputs)."""
+        call = NotebookNode(cell_type="code", id="judge", source=code, metadata=NotebookNode(judge_timeout=seconds),
+                            outputs=[], execution_count=None)
+        self._judging = True
+        try:
+            await Execute.async_execute_cell(self, call, cell_index, store_history=False)
+        except DeadKernelError:
+            self._dead_reason = self.km.exit_reason() if hasattr(self.km, "exit_reason") else "the kernel died"
+            raise judging.KernelDied(self._dead_reason) from None
+        finally:
+            self._judging = False
+        self._stop_strays(call)
+        if self._dead_reason is not None:
+            raise judging.KernelDied(self._dead_reason)
+        if any(o.output_type == "error" and o.ename == TIMEOUT_ENAME for o in call.outputs):
+            raise judging.OutOfTime()
+        text = "".join(o.text for o in call.outputs if o.output_type == "stream" and o.name == "stdout")
+        return text, [o for o in call.outputs if not (o.output_type == "stream" and o.name == "stdout")]
+
+    async def _judge_cell(self, cell, cell_index: int):
+        loop = asyncio.get_running_loop()
+        budget = self.budget_of(cell)
+        deadline = None if budget is None else time.monotonic() + budget
+        if self._judge is None:
+            self._judge = judging.Judge(lambda code, seconds: asyncio.run_coroutine_threadsafe(
+                self._in_kernel(code, seconds, self._judge_index), loop).result(), self._trusted_imports,
+                [c.source for c in self.nb.cells if c.cell_type == "code" and not c.metadata.get("nbgrader", {}).get("locked")])
+            self._judge_index = cell_index
+            try:
+                await self._in_kernel(judging.INSTALL.format(source=judging._BRIDGE_PATH.read_text()), budget, cell_index)
+            except (judging.KernelDied, judging.OutOfTime):
+                pass  # the first call reports it
+        self._judge_index = cell_index
+        printed, error = await loop.run_in_executor(
+            None, self._judge.run_cell, cell.source, cell.metadata["nbgrader"].get("grade_id", "cell"), deadline)
+        outputs = []
+        for item in printed:
+            if isinstance(item, str):
+                if item:
+                    outputs.append(NotebookNode(output_type="stream", name="stdout", text=item))
+            else:
+                outputs.append(item)
+        if isinstance(error, judging.OutOfTime):
+            outputs.append(_error(TIMEOUT_ENAME, f"this cell ran out of its time budget of {budget} s and was "
+                                                 "stopped (an endless loop, or far slower than the solution)"))
+        elif isinstance(error, judging.KernelDied):
+            outputs.append(_error(DEAD_KERNEL_ENAME, f"{self._dead_reason} while running this cell; the cells "
+                                                     "after it were not run"))
+        elif error is not None:
+            ename, evalue, lines = self._judge.describe_error(error)
+            outputs.append(NotebookNode(output_type="error", ename=ename, evalue=evalue, traceback=lines))
+        cell.outputs = outputs
+        self.nb.cells[cell_index] = cell  # nbclient stored the last call in this cell's place
+        return cell
+
     def output(self, outs, msg, display_id, cell_index):
+        if self._judging:  # a reply to the judge: its own size limit (tools/judge.py)
+            return super().output(outs, msg, display_id, cell_index)
         if msg["msg_type"] != "error":
             size = len(json.dumps(msg.get("content", {})))
             used = self._bytes_out.get(cell_index, 0)
@@ -456,6 +533,22 @@ def _free_names(stmt) -> set[str]:
     return loaded
 
 
+def trusted_imports(source_path: Path | None) -> list[str]:
+    """The import statements of the instructor's cells (not solutions, not tests), as source."""
+    if source_path is None:
+        return []
+    import nbformat
+    statements = []
+    for cell in nbformat.read(source_path, as_version=4).cells:
+        meta = cell.metadata.get("nbgrader", {})
+        tree = _parse(cell.source) if cell.cell_type == "code" and not meta.get("solution") and not meta.get("grade") else None
+        for node in (tree.body if tree else []):
+            for stmt in (node.body if isinstance(node, ast.Try) else [node]):
+                if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                    statements.append(ast.unparse(stmt))
+    return statements
+
+
 def find_source_notebook(resources, source_directory: str) -> Path | None:
     """The instructor's version of the notebook being graded, found above the autograded copy."""
     info = resources.get("nbgrader", {})
@@ -475,17 +568,20 @@ class IntegrityCheck(NbGraderPreprocessor):
     """
 
     source_directory = Unicode("source", help="The course's source folder (instructor versions).").tag(config=True)
-    guarded_package = Unicode("course_lib", help="The package whose reference implementations "
-                                                 "graded functions may not use.").tag(config=True)
+    guarded_packages = List(Unicode(), ["course_lib", "lightly.loss"],
+                            help="Packages whose reference implementations graded functions may not use.").tag(config=True)
     allowed_modules = List(Unicode(), ["course_lib.data", "course_lib.utils", "course_lib.training",
                                        "course_lib.plotting"],
                            help="Parts of the guarded package that submissions may use.").tag(config=True)
 
     _intended: set = set()
 
+    def _package_of(self, dotted: str) -> str | None:
+        """The guarded package that `dotted` names or lies in, or None."""
+        return next((p for p in self.guarded_packages if dotted == p or dotted.startswith(p + ".")), None)
+
     def _allowed(self, dotted: str) -> bool:
-        package = self.guarded_package
-        if dotted != package and not dotted.startswith(package + "."):
+        if self._package_of(dotted) is None:
             return True
         return any(dotted == a or dotted.startswith(a + ".") for a in [*self.allowed_modules, *self._intended])
 
@@ -499,20 +595,21 @@ class IntegrityCheck(NbGraderPreprocessor):
                 head, _, rest = (_dotted(node) or "").partition(".")
                 if head in modules:
                     targets.append(modules[head] + (f".{rest}" if rest else ""))
-            found |= {t for t in targets if t == self.guarded_package or t.startswith(self.guarded_package + ".")}
+            found |= {t for t in targets if self._package_of(t)}
         return found
 
     def reference_use(self, tree, modules: dict[str, str]) -> str | None:
         """The first use of a part of the guarded package that the exercise does not use, or None."""
         for dotted in sorted(self._guarded_uses(tree, modules)):
-            if dotted != self.guarded_package and not self._allowed(dotted):
+            if dotted not in self.guarded_packages and not self._allowed(dotted):
                 return f"uses `{dotted}`"
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(self.guarded_package) and \
+            if isinstance(node, ast.ImportFrom) and self._package_of(node.module or "") and \
                     any(a.name == "*" for a in node.names):
                 return f"imports everything from `{node.module}`"
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
-                    node.value.startswith(self.guarded_package + ".") and not self._allowed(node.value):
+                    self._package_of(node.value) and node.value not in self.guarded_packages and \
+                    not self._allowed(node.value):
                 return f"names `{node.value}`"
         return None
 
@@ -604,7 +701,7 @@ class IntegrityCheck(NbGraderPreprocessor):
             tree = _parse(cell.source) if cell.cell_type == "code" else None
             if tree is not None and not cell.metadata.get("nbgrader", {}).get("grade"):
                 source_modules.update(_all_import_bindings(tree))
-                self._intended |= self._guarded_uses(tree, source_modules) - {self.guarded_package}
+                self._intended |= self._guarded_uses(tree, source_modules) - set(self.guarded_packages)
 
         student, tests = [], []
         for index, cell in enumerate(nb.cells):
@@ -650,7 +747,7 @@ class IntegrityCheck(NbGraderPreprocessor):
                     uses.setdefault(name, set()).update(_free_names(stmt))
                     if isinstance(binding, (ast.Import, ast.ImportFrom)):
                         target = _import_bindings(binding)[name]
-                        if target != self.guarded_package and not self._allowed(target):
+                        if target not in self.guarded_packages and not self._allowed(target):
                             tainted[name] = f"imports `{target}`"
                     elif why:
                         tainted[name] = why
@@ -672,8 +769,8 @@ class IntegrityCheck(NbGraderPreprocessor):
             elif tree is not None:
                 used = sorted(_loaded_names(tree) & set(tainted))
                 if used:
-                    reason = (f"integrity: `{used[0]}` {tainted[used[0]]}, the course's reference implementation. "
-                              "A graded function must be your own work: this test earns no points.")
+                    reason = (f"integrity: `{used[0]}` {tainted[used[0]]}: a reference implementation (the course's "
+                              "or a library's). A graded function must be your own work: this test earns no points.")
             if reason:
                 cell.outputs = [*cell.get("outputs", []), _error(INTEGRITY_ENAME, reason)]
                 flags.append(f"{cell.metadata['nbgrader'].get('grade_id')}: {reason}")
