@@ -158,10 +158,13 @@ assert torch.equal(after_t, torch.randn(2)) and np.array_equal(after_a, np.rando
 
 def test_the_students_exceptions_arrive_with_their_type(kernel, judge):
     run(kernel, "def checked(p):\n    if p < 0:\n        raise ValueError('p must be >= 0')\n    return p\n"
+                "def typed(x):\n    raise TypeError('not a number')\n"
                 "class Custom(Exception):\n    pass\n"
                 "def custom():\n    raise Custom('mine')\n")
     _, error = verdict(judge, "try:\n    checked(-1)\nexcept ValueError as e:\n    assert 'p must be' in str(e)\n"
                               "else:\n    raise AssertionError('no ValueError')")
+    assert error is None, error
+    _, error = verdict(judge, "try:\n    typed(1)\nexcept TypeError as e:\n    assert 'not a number' in str(e)")
     assert error is None, error
     _, error = verdict(judge, "custom()")
     assert isinstance(error, judging.StudentError)
@@ -211,3 +214,10 @@ def test_inspect_reads_the_submitted_source_of_a_function(kernel):
     judge = judging.Judge(lambda code, seconds: run(kernel, code), ["import inspect"], [cell])
     _, error = judge.run_cell("assert 'autograd' not in inspect.getsource(gradient), 'uses autograd'", "test", None)
     assert isinstance(error, AssertionError) and "uses autograd" in str(error)
+
+
+def test_a_kernel_cannot_make_the_grader_import_a_module(judge):
+    assert judge.decode({"t": "module", "name": "numpy"}) is np
+    with pytest.raises(judging.GraderError):
+        judge.decode({"t": "module", "name": "antigravity"})
+    assert "antigravity" not in sys.modules

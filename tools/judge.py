@@ -24,7 +24,6 @@ import ast
 import base64
 import builtins
 import contextlib
-import importlib
 import importlib.util
 import io
 import json
@@ -193,12 +192,11 @@ class Judge:
             name, message = str(error.get("type")), str(error.get("message"))
             kind = getattr(builtins, name, None)
             detail = f"{message}\n\nin your code:\n{error.get('traceback', '')}"
+            exception = None
             if isinstance(kind, type) and issubclass(kind, Exception) and kind.__module__ == "builtins":
-                try:
-                    raise kind(detail)
-                except TypeError:  # an exception type with other arguments
-                    pass
-            raise StudentError(f"{name}: {detail}")
+                with contextlib.suppress(Exception):  # an exception type with other arguments
+                    exception = kind(detail)
+            raise exception or StudentError(f"{name}: {detail}")
         if op in ("call", "describe", "backward"):  # structured replies, decoded by their caller
             return reply.get("ok")
         return self.decode(reply.get("ok"))
@@ -246,8 +244,10 @@ class Judge:
             if tensors is not None:
                 tensors.append(t)
             return t
-        if kind == "module":
-            return importlib.import_module(str(x["name"]))
+        if kind == "module":  # only a module this process has imported already: importing runs code
+            if str(x["name"]) not in sys.modules:
+                raise GraderError(f"the notebook's module {x['name']} is not one the grader uses")
+            return sys.modules[str(x["name"])]
         if kind == "ref":
             return Remote(self, int(x["id"]), str(x.get("type")))
         raise GraderError(f"unexpected value {kind!r}")
@@ -398,6 +398,7 @@ class Judge:
                         if isinstance(self.namespace[key], Remote):
                             object.__setattr__(self.namespace[key], "_name", key)
                         self.from_kernel.add(key)
+            self.from_kernel -= bound  # what a test binds is the test's from now on
             with contextlib.redirect_stdout(stdout):
                 exec(compile(tree, filename, "exec"), self.namespace)
             error = None
