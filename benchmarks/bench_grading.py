@@ -9,6 +9,7 @@ submissions that were not graded (must be 0).
 
     python benchmarks/bench_grading.py                      # 300 students, 1, 2 and all workers
     python benchmarks/bench_grading.py --students 24 --workers 1 2   # a short run
+    python benchmarks/bench_grading.py --workers 2 --append          # add a run to the results
 
 Results are printed and written to benchmarks/results/grading.json.
 """
@@ -93,7 +94,9 @@ def grade(assignment: str, students: dict[str, bytes], workers: int) -> dict:
         stop.set()
         sampler.join()
         graded = int(re.search(r"graded (\d+) of", stdout).group(1)) if "graded" in stdout else 0
-        return {"workers": workers, "students": len(students), "graded": graded, "seconds": round(seconds, 1),
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        return {"workers": workers, "students": len(students), "commit": commit.stdout.strip(),
+                "load_average_after": [round(x, 2) for x in os.getloadavg()], "graded": graded, "seconds": round(seconds, 1),
                 "per_minute": round(60 * len(students) / seconds, 2), "peak_memory_gib": round(peak[0] / 2**30, 2),
                 "summary": stdout.strip().splitlines()[1:8], "returncode": proc.returncode}
 
@@ -103,6 +106,8 @@ def main() -> None:
     parser.add_argument("--assignment", default="ch01")
     parser.add_argument("--students", type=int, default=300)
     parser.add_argument("--workers", type=int, nargs="+", default=sorted({1, 2, os.cpu_count() or 1}))
+    parser.add_argument("--append", action="store_true",
+                        help="add these runs to benchmarks/results/grading.json instead of replacing it")
     args = parser.parse_args()
     students = class_of(args.assignment, args.students)
     runs = []
@@ -112,10 +117,11 @@ def main() -> None:
         print(f"{workers} worker(s): {run['students']} submissions in {run['seconds']:.0f} s = "
               f"{run['per_minute']:.1f} per minute, peak memory {run['peak_memory_gib']:.2f} GiB, "
               f"not graded: {run['students'] - run['graded']}")
-    base = runs[0]["seconds"]
-    for run in runs:
-        run["speedup_over_first"] = round(base / run["seconds"], 2)
     out = ROOT / "benchmarks" / "results" / "grading.json"
+    if args.append and out.exists():
+        runs = json.loads(out.read_text())["runs"] + runs
+    for run in runs:
+        run["speedup_over_first"] = round(run["per_minute"] / runs[0]["per_minute"], 2)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": platform.node(), "cpus": os.cpu_count(), "runs": runs}, indent=1))
     print(f"written: {out}")
