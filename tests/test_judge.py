@@ -124,6 +124,7 @@ z = torch.randn(5, 2)
 scale = 3.0
 value = discriminator_loss(D, lambda v: scale * G(v), z)
 assert torch.allclose(value, D(scale * G(z)).mean())
+assert torch.allclose(discriminator_loss(lambda v: 2 * v.sum(1), lambda v: v + 1, z[:, :1]), 2 * (z[:, 0] + 1).mean())
 value.backward()
 assert all(p.grad is None for p in G.parameters()), "G was detached"
 expected = torch.autograd.grad(D(scale * G(z).detach()).mean(), list(D.parameters()))

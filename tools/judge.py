@@ -128,6 +128,17 @@ def _kernel_call():
     return _KernelCall
 
 
+def _compiles_to(source: str, code: types.CodeType) -> bool:
+    """Whether the lambda expression `source` compiles to `code` (same instructions, names, constants)."""
+    try:
+        outer = compile(source, "<lambda>", "eval")
+    except SyntaxError:
+        return False
+    inner = next((c for c in outer.co_consts if isinstance(c, types.CodeType)), None)
+    return inner is not None and (inner.co_code, inner.co_names, inner.co_varnames, inner.co_consts) == \
+        (code.co_code, code.co_names, code.co_varnames, code.co_consts)
+
+
 class Judge:
     """Runs test cells in this process against one student kernel (see the module's docstring)."""
 
@@ -280,10 +291,9 @@ class Judge:
         code = fn.__code__
         tree = ast.parse(self.sources[code.co_filename])
         lambdas = [n for n in ast.walk(tree) if isinstance(n, ast.Lambda) and n.lineno == code.co_firstlineno]
-        if fn.__name__ == "<lambda>":
-            position = next((p for p in code.co_positions() if p[0] is not None), None)
-            node = next((n for n in lambdas if position and (n.body.lineno, n.body.col_offset) <= (position[0], position[2])
-                         <= (n.body.end_lineno, n.body.end_col_offset)), lambdas[0] if lambdas else None)
+        if fn.__name__ == "<lambda>":  # of the lambdas on its line, the one that compiles to its code
+            node = next((n for n in lambdas if _compiles_to(ast.get_source_segment(self.sources[code.co_filename], n),
+                                                            code)), None)
         else:
             node = next((n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == fn.__name__), None)
         if node is None:
