@@ -41,6 +41,9 @@ c.OverwriteCells.add_missing_cells = True
 #   override with GRADING_KERNEL_MEMORY_GB (0: no cap).
 # - each graded cell has a time budget, a multiple of the solution's time recorded by
 #   `make release` in grading/time_budgets.json; a cell without one gets c.Execute.timeout.
+# - the test cells run in the grader's process, not in the kernel (tools/judge.py): the student's
+#   functions are called in the kernel through a bridge that returns only data, so tampering with the
+#   kernel cannot change a verdict (c.HardenedExecute.judge_tests = False runs them in the kernel).
 # - the integrity check fails the tests that a submission passed with the course's reference
 #   implementation, or after tampering with the testing machinery, and says so in the feedback.
 import importlib.util  # noqa: E402

@@ -1,7 +1,7 @@
 """Grading that a class cannot fool or break: nbgrader's executor, hardened.
 
 This module does not import the course's package; nbgrader_config.py installs it in nbgrader's
-autograde pipeline (``c.Autograde.autograde_preprocessors``). It adds three things to plain
+autograde pipeline (``c.Autograde.autograde_preprocessors``). It adds four things to plain
 ``nbgrader autograde``:
 
 1. **A sandbox for every graded kernel** (:class:`SandboxedKernelManager`). The kernel runs
@@ -25,6 +25,10 @@ autograde pipeline (``c.Autograde.autograde_preprocessors``). It adds three thin
    tampers with the testing machinery (patches a module the tests use, rebinds a name they
    read, reaches interpreter internals, defines comparison or array protocols) gets 0 for every
    test after the tampering cell. The feedback says why, and the instructor's summary flags it.
+4. **The verdict outside the kernel** (``HardenedExecute.judge_tests``, tools/judge.py). Test
+   cells are not sent to the kernel: they run in this process, and reach the student's functions
+   and results in the kernel through a bridge that returns only data. Whatever a submission does
+   to numpy, the builtins or IPython in its kernel, the asserts are evaluated here.
 """
 from __future__ import annotations
 
