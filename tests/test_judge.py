@@ -49,17 +49,21 @@ def run(kc, code: str, timeout: float = 60) -> tuple[str, list]:
             return "".join(stdout), errors
 
 
-@pytest.fixture
-def judge(kernel):
-    """A fresh judge on the kernel, with the bridge installed as the grader installs it."""
-    out, errors = run(kernel, judging.INSTALL.format(source=judging._BRIDGE_PATH.read_text()))
+def make_judge(kc, imports=(), cells=()):
+    """A judge on the kernel, with the bridge installed as the grader installs it."""
+    _, errors = run(kc, judging.INSTALL.format(source=judging._BRIDGE_PATH.read_text()))
     assert not errors, errors
 
     def roundtrip(code, seconds):
-        text, errors = run(kernel, code)
+        text, errors = run(kc, code)
         return text, [dict(output_type="error", **e) for e in errors]
 
-    return judging.Judge(roundtrip, ["import numpy as np", "import torch"])
+    return judging.Judge(roundtrip, list(imports), list(cells))
+
+
+@pytest.fixture
+def judge(kernel):
+    return make_judge(kernel, ["import numpy as np", "import torch"])
 
 
 def verdict(judge, source: str):
@@ -188,13 +192,8 @@ def test_prints_reach_the_feedback_and_missing_names_fail_by_name(kernel, judge)
      "lambda request: print('\\x1egrader-reply ' + __import__('base64').b64encode(b'[1, 2]').decode())", "not a dictionary"),
 ])
 def test_a_kernel_that_sends_garbage_fails_its_own_tests_only(kernel, sabotage, expected):
-    run(kernel, judging.INSTALL.format(source=judging._BRIDGE_PATH.read_text()))
+    judge = make_judge(kernel)
     run(kernel, "def f(x):\n    return x\n" + sabotage)
-
-    def roundtrip(code, seconds):
-        return run(kernel, code)
-
-    judge = judging.Judge(roundtrip, [])
     _, error = judge.run_cell("assert f(1) == 1", "test", None)
     assert isinstance(error, judging.GraderError) and expected in str(error)
 
@@ -209,10 +208,9 @@ def test_a_kernel_cannot_make_the_grader_unpickle_or_run_anything(judge):
 
 
 def test_inspect_reads_the_submitted_source_of_a_function(kernel):
-    run(kernel, judging.INSTALL.format(source=judging._BRIDGE_PATH.read_text()))
     cell = "def gradient(P, E):\n    E.requires_grad_()\n    return torch.autograd.grad(kl(P, E), E)[0]\n"
+    judge = make_judge(kernel, ["import inspect"], [cell])
     run(kernel, cell)
-    judge = judging.Judge(lambda code, seconds: run(kernel, code), ["import inspect"], [cell])
     _, error = judge.run_cell("assert 'autograd' not in inspect.getsource(gradient), 'uses autograd'", "test", None)
     assert isinstance(error, AssertionError) and "uses autograd" in str(error)
 
