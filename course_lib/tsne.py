@@ -6,7 +6,8 @@ probability that i picks j as its neighbour,
     p_{j|i} = exp(-beta_i ||x_i - x_j||^2) / sum_{k != i} exp(-beta_i ||x_i - x_k||^2),
     beta_i  = 1 / (2 sigma_i^2),
 
-and sigma_i is chosen by a binary search so that P_i has a given perplexity,
+and sigma_i is chosen by a search (Newton's method on log beta_i, with a bisection
+safeguard: see conditional_probabilities) so that P_i has a given perplexity,
 Perp(P_i) = 2^{H(P_i)} with H in bits (here: exp(H) with H in nats), a smooth
 "effective number of neighbours". Symmetric SNE averages the two conditionals,
 
@@ -240,11 +241,13 @@ def _symmetrize(P_cond: Tensor) -> Tensor:
 
 def student_t_kernel(E: Tensor) -> Tensor:
     """W_ij = (1 + ||e_i - e_j||^2)^-1 for i != j and W_ii = 0: t-SNE's unnormalised q_ij."""
-    sq = (E * E).sum(1)
-    # 1 + ||e_i - e_j||^2 = (1 + ||e_i||^2) + ||e_j||^2 - 2 e_i . e_j: one matrix product and one
-    # addition over the n x n entries. Rounding can leave ||e_i - e_j||^2 a hair below 0 for
-    # coinciding points, which the 1 makes harmless.
-    one_plus_D = torch.addmm((1.0 + sq)[:, None], E, E.T, alpha=-2.0).add_(sq[None, :])
+    sq = (E * E).sum(1, keepdim=True)
+    ones = torch.ones_like(sq)
+    # 1 + ||e_i - e_j||^2 = (1 + ||e_i||^2) * 1 + 1 * ||e_j||^2 - 2 e_i . e_j is row i of
+    # [1 + ||e||^2, 1, -2 E] times column j of [1, ||e||^2, E]^T: one matrix product writes
+    # all n x n entries, with no broadcast additions after it. Rounding can leave
+    # ||e_i - e_j||^2 a hair below 0 for coinciding points, which the 1 makes harmless.
+    one_plus_D = torch.cat([1.0 + sq, ones, -2.0 * E], 1) @ torch.cat([ones, sq, E], 1).T
     # An infinite self-distance gives w_ii = 0 without a separate mask (q_ii is not defined).
     one_plus_D.fill_diagonal_(math.inf)
     return one_plus_D.reciprocal_()
@@ -282,10 +285,15 @@ def kl_gradient(P: Tensor, E: Tensor) -> Tensor:
     """
     _check_P_E(P, E)
     W = student_t_kernel(E)
-    # Built in place as -G = (q_ij - p_ij) w_ij: each fresh n x n buffer costs page faults.
-    minus_G = (W / W.sum()).sub_(P).mul_(W)
-    # G is symmetric, so G E = (E^T G)^T; BLAS runs this orientation several times faster.
-    return 4.0 * ((E.T @ minus_G).T - minus_G.sum(1, keepdim=True) * E)
+    Z = W.sum()
+    # Z G_ij = (Z p_ij - w_ij) w_ij needs no division of an n x n matrix: 1/Z is applied to
+    # the (n, d) result instead. Built in place as -Z G = (w_ij - Z p_ij) w_ij.
+    minus_ZG = torch.addcmul(W, P, Z, value=-1.0).mul_(W)
+    # G is symmetric, so [E, 1]^T G = [G E, rowsum(G)]^T: one product gives both, in the
+    # orientation BLAS runs several times faster than G @ [E, 1].
+    E_and_1 = torch.cat([E, torch.ones_like(E[:, :1])], 1)
+    GE, rowsum = (E_and_1.T @ minus_ZG).T.split([E.shape[1], 1], dim=1)
+    return (4.0 / Z) * (GE - rowsum * E)
 
 
 @dataclass
