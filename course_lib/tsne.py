@@ -306,6 +306,7 @@ class TSNEResult:
     n_iter: int  # gradient steps taken
     kl_history: list = field(default_factory=list)  # (iteration, KL(P || Q)) every 50 steps
     beta: np.ndarray | None = None  # beta_i = 1 / (2 sigma_i^2) found by the perplexity search
+    seconds: dict = field(default_factory=dict)  # wall time of each stage, where the method reports it
 
 
 def _initial_embedding(X: np.ndarray, init, n_components: int, seed: int) -> np.ndarray:
