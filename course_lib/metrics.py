@@ -70,6 +70,19 @@ def knn_accuracy(E, y, n_neighbors: int = 10, E_test=None, y_test=None) -> float
     points. With ``E_test`` and ``y_test`` the training points vote for the
     test points. Ties go to the smallest label, as in scikit-learn.
     """
+    predicted = knn_predict(E, y, n_neighbors, E_test)
+    truth = np.asarray(y if E_test is None else y_test)
+    if truth.shape != predicted.shape:
+        raise ValueError(f"y_test must have shape {predicted.shape}, one label per row of E_test, got {truth.shape}")
+    return float(np.mean(predicted == truth))
+
+
+def knn_predict(E, y, n_neighbors: int = 10, E_test=None) -> np.ndarray:
+    """The labels :func:`knn_accuracy`'s vote predicts: for each row of ``E`` (leave one out) or of ``E_test``.
+
+    A class's share of correct votes, ``np.mean(predicted[truth == c] == c)``, shows
+    which classes the embedding keeps apart.
+    """
     E = as_2d_array(E, "E")
     y = np.asarray(y)
     if y.shape != (len(E),):
@@ -77,26 +90,43 @@ def knn_accuracy(E, y, n_neighbors: int = 10, E_test=None, y_test=None) -> float
     labels, y_idx = np.unique(y, return_inverse=True)
     if E_test is None:
         k = _check_k(n_neighbors, len(E))
-        queries, truth = E, y_idx
+        queries = E
     else:
         E_test = as_2d_array(E_test, "E_test", min_rows=1)
-        y_test = np.asarray(y_test)
-        if y_test.shape != (len(E_test),):
-            raise ValueError(f"y_test must have shape ({len(E_test)},), got {y_test.shape}")
         k = _check_k(n_neighbors, len(E) + 1)
-        lookup = {label: i for i, label in enumerate(labels)}
-        queries, truth = E_test, np.array([lookup.get(label, -1) for label in y_test])
+        queries = E_test
     # 1,024 queries at a time: 60,000 training features against 10,000 test ones would be a 4.8 GB matrix
     predicted = np.empty(len(queries), dtype=np.int64)
     for start in range(0, len(queries), 1024):
         D = cdist(queries[start:start + 1024], E, "sqeuclidean")
         if E_test is None:  # leave one out: a point is not its own neighbour
             D[np.arange(len(D)), np.arange(start, start + len(D))] = np.inf
-        neighbours = np.argsort(D, axis=1, kind="stable")[:, :k]
+        # The k nearest in any order (only their votes count), in O(n) per row: argsort's
+        # O(n log n) took 30 s for 10,000 queries among 60,000 points.
+        neighbours = np.argpartition(D, k - 1, axis=1)[:, :k]
         votes = np.zeros((len(D), len(labels)), dtype=np.int64)
         np.add.at(votes, (np.arange(len(D))[:, None], y_idx[neighbours]), 1)
         predicted[start:start + len(D)] = votes.argmax(axis=1)
-    return float(np.mean(predicted == truth))
+    return labels[predicted]
+
+
+def relative_neighbour_distance(E, n_neighbors: int = 10, n_pairs: int = 20_000, seed: int = 0) -> float:
+    """Median distance from a point to its ``n_neighbors``-th nearest neighbour over the median distance of random pairs.
+
+    How tightly points sit among their neighbours compared with the size of the
+    whole map: smaller means tighter clusters with wider gaps between them. The
+    pairs are ``n_pairs`` random pairs of distinct points (seeded by ``seed``); the
+    neighbours come from a k-d tree, so a 70,000-point 2-D map takes a second.
+    """
+    from scipy.spatial import cKDTree
+
+    E = as_2d_array(E, "E")
+    k = _check_k(n_neighbors, len(E))
+    kth, _ = cKDTree(E).query(E, k=[k + 1])  # the point itself is its own first neighbour
+    rng = np.random.default_rng(seed)
+    i = rng.integers(0, len(E), n_pairs)
+    j = (i + rng.integers(1, len(E), n_pairs)) % len(E)  # j != i
+    return float(np.median(kth) / np.median(np.linalg.norm(E[i] - E[j], axis=1)))
 
 
 def reconstruction_error(X, X_hat) -> float:

@@ -240,17 +240,21 @@ def _symmetrize(P_cond: Tensor) -> Tensor:
     return P
 
 
-def student_t_kernel(E: Tensor) -> Tensor:
-    """W_ij = (1 + ||e_i - e_j||^2)^-1 for i != j and W_ii = 0: t-SNE's unnormalised q_ij."""
+def student_t_kernel(E: Tensor, start: int = 0, stop: int | None = None) -> Tensor:
+    """W_ij = (1 + ||e_i - e_j||^2)^-1 for i != j and W_ii = 0: t-SNE's unnormalised q_ij.
+
+    Rows ``start:stop`` of the (n, n) matrix (all rows by default).
+    """
     sq = (E * E).sum(1, keepdim=True)
     ones = torch.ones_like(sq)
+    rows = slice(start, stop)
     # 1 + ||e_i - e_j||^2 = (1 + ||e_i||^2) * 1 + 1 * ||e_j||^2 - 2 e_i . e_j is row i of
     # [1 + ||e||^2, 1, -2 E] times column j of [1, ||e||^2, E]^T: one matrix product writes
-    # all n x n entries, with no broadcast additions after it. Rounding can leave
+    # all the entries, with no broadcast additions after it. Rounding can leave
     # ||e_i - e_j||^2 a hair below 0 for coinciding points, which the 1 makes harmless.
-    one_plus_D = torch.cat([1.0 + sq, ones, -2.0 * E], 1) @ torch.cat([ones, sq, E], 1).T
+    one_plus_D = torch.cat([1.0 + sq[rows], ones[rows], -2.0 * E[rows]], 1) @ torch.cat([ones, sq, E], 1).T
     # An infinite self-distance gives w_ii = 0 without a separate mask (q_ii is not defined).
-    one_plus_D.fill_diagonal_(math.inf)
+    one_plus_D.diagonal(start).fill_(math.inf)
     return one_plus_D.reciprocal_()
 
 
@@ -280,21 +284,51 @@ def kl_divergence(P: Tensor, E: Tensor) -> Tensor:
 def kl_gradient(P: Tensor, E: Tensor) -> Tensor:
     """dC/de_i = 4 sum_j (p_ij - q_ij) (1 + ||e_i - e_j||^2)^-1 (e_i - e_j), for all i at once.
 
-    With G_ij = (p_ij - q_ij) w_ij this is 4 (rowsum(G)_i e_i - (G E)_i). ``P`` must
-    be symmetric, as the joint P is (the formula assumes it). Early exaggeration
-    passes alpha P here, as t-SNE implementations do.
+    With q_ij = w_ij / Z it splits into attraction along P and repulsion between all pairs,
+
+        dC/de_i = 4 [ sum_j p_ij w_ij (e_i - e_j)  -  (1/Z) sum_j w_ij^2 (e_i - e_j) ],
+
+    and each sum is rowsum(M)_i e_i - (M E)_i for M = P * W or W * W (elementwise).
+    ``P`` must be symmetric, as the joint P is (the formula assumes it). Early
+    exaggeration passes alpha P here, as t-SNE implementations do.
     """
     _check_P_E(P, E)
-    W = student_t_kernel(E)
-    Z = W.sum()
-    # Z G_ij = (Z p_ij - w_ij) w_ij needs no division of an n x n matrix: 1/Z is applied to
-    # the (n, d) result instead. Built in place as -Z G = (w_ij - Z p_ij) w_ij.
-    minus_ZG = torch.addcmul(W, P, Z, value=-1.0).mul_(W)
-    # G is symmetric, so [E, 1]^T G = [G E, rowsum(G)]^T: one product gives both, in the
-    # orientation BLAS runs several times faster than G @ [E, 1].
-    E_and_1 = torch.cat([E, torch.ones_like(E[:, :1])], 1)
-    GE, rowsum = (E_and_1.T @ minus_ZG).T.split([E.shape[1], 1], dim=1)
-    return (4.0 / Z) * (GE - rowsum * E)
+    n, d = E.shape
+    E_and_1 = torch.cat([E, torch.ones_like(E[:, :1])], 1).T.contiguous()  # (d + 1, n)
+    sums = torch.empty(2, d + 1, n, dtype=E.dtype, device=E.device)  # [P*W, W*W] times [E, 1]
+    # On a CPU, W is built a block of rows at a time (about 2^20 entries, 4 MB in float32)
+    # that stays in cache while it is used three times: 1.3x faster than whole n x n
+    # matrices on digits. A GPU takes the whole matrix at once.
+    block = n if E.device.type != "cpu" else max(1, 2 ** 20 // n)
+    Z = 0.0
+    for start in range(0, n, block):
+        rows = slice(start, start + block)
+        W = student_t_kernel(E, start, start + block)
+        Z = Z + W.sum()
+        # M^T [E, 1] for the rows' block: with M symmetric, [E, 1]^T M^T is the product
+        # that BLAS runs several times faster than M [E, 1].
+        torch.mm(E_and_1, (P[rows] * W).T, out=sums[0, :, rows])
+        torch.mm(E_and_1, W.mul_(W).T, out=sums[1, :, rows])
+    attraction, repulsion = (M[d:].T * E - M[:d].T for M in sums)
+    return 4.0 * (attraction - repulsion / Z)
+
+
+def _kl_monitor(P: Tensor):
+    """KL(P || Q) as :func:`kl_divergence` computes it, for the optimiser's record every 50 steps.
+
+    sum p_ij log p_ij is computed once, and log max(q_ij, eps) = log max(w_ij, eps Z) - log Z
+    in place on one n x n matrix: 4x faster than the differentiable formula.
+    """
+    p_log_p = float((P * torch.log(P.clamp_min(MACHINE_EPSILON))).sum())
+    p_sum = float(P.sum())
+
+    def kl(E: Tensor) -> float:
+        W = student_t_kernel(E)
+        Z = W.sum()
+        log_w = W.clamp_min_(MACHINE_EPSILON * Z).log_()
+        return p_log_p - float(torch.dot(P.reshape(-1), log_w.reshape(-1))) + p_sum * math.log(float(Z))
+
+    return kl
 
 
 @dataclass
@@ -405,7 +439,7 @@ def tsne(X, n_components: int = 2, perplexity: float = 30.0, *, early_exaggerati
         return kl_gradient(exaggerated[exaggeration], E)
 
     E, it, kl_history = gradient_descent(
-        gradient, lambda E: float(kl_divergence(P, E)), torch.as_tensor(E0, dtype=dtype, device=device),
+        gradient, _kl_monitor(P), torch.as_tensor(E0, dtype=dtype, device=device),
         n_iter=n_iter, exaggeration_iter=exaggeration_iter, early_exaggeration=early_exaggeration,
         learning_rate=learning_rate, momentum=momentum, min_gain=min_gain,
         n_iter_without_progress=n_iter_without_progress, min_grad_norm=min_grad_norm)

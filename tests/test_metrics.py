@@ -8,7 +8,7 @@ import pytest
 from sklearn.manifold import trustworthiness as sk_trustworthiness
 from sklearn.neighbors import KNeighborsClassifier
 
-from course_lib.metrics import knn_accuracy, reconstruction_error, trustworthiness
+from course_lib.metrics import knn_accuracy, knn_predict, reconstruction_error, relative_neighbour_distance, trustworthiness
 
 
 @pytest.mark.parametrize("k", [1, 5, 12])
@@ -99,3 +99,26 @@ def test_linear_probe_is_sklearns_logistic_regression():
         linear_probe(X_train, y_train, X_test[:, :10], y_test)
     with pytest.raises(ValueError, match="one label per row"):
         linear_probe(X_train, y_train[:5], X_test, y_test)
+
+
+def test_knn_predict_matches_sklearn_per_point(rng):
+    from sklearn.neighbors import KNeighborsClassifier
+    E, E_test = rng.normal(size=(300, 2)), rng.normal(size=(50, 2))
+    y = np.array(["a", "b", "c"])[rng.integers(0, 3, 300)]  # labels come back as given, not as indices
+    clf = KNeighborsClassifier(n_neighbors=7).fit(E, y)
+    np.testing.assert_array_equal(knn_predict(E, y, 7, E_test), clf.predict(E_test))
+
+
+def test_relative_neighbour_distance_by_brute_force(rng):
+    from scipy.spatial.distance import cdist
+    E = np.vstack([rng.normal(size=(200, 2)), rng.normal(size=(200, 2)) + 10.0])
+    D = cdist(E, E)
+    kth = np.sort(D, axis=1)[:, 5]  # column 0 is the point itself
+    pairs = np.random.default_rng(0)
+    i = pairs.integers(0, 400, 1000)
+    j = (i + pairs.integers(1, 400, 1000)) % 400
+    assert relative_neighbour_distance(E, 5, n_pairs=1000, seed=0) == pytest.approx(
+        np.median(kth) / np.median(D[i, j]), rel=1e-12)
+    # Tighter clusters, same gap: smaller.
+    tight = np.vstack([0.5 * E[:200], 0.5 * (E[200:] - 10.0) + 10.0])
+    assert relative_neighbour_distance(tight, 5) < relative_neighbour_distance(E, 5)

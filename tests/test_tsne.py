@@ -26,6 +26,7 @@ from sklearn.manifold._t_sne import _gradient_descent, _joint_probabilities, _kl
 
 from course_lib import data
 from course_lib.tsne import (
+    _kl_monitor,
     conditional_probabilities,
     joint_probabilities,
     kl_divergence,
@@ -244,6 +245,25 @@ def test_kl_gradient_matches_autograd():
     # The closed form assumes sum(P) = 1; the eps floor adds at most n^2 eps ~ 1e-12
     # to it, so the two agree to ~1e-12 relative, far inside 1e-9.
     np.testing.assert_allclose(kl_gradient(P, E.detach()).numpy(), auto.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_kl_gradient_in_blocks_matches_sklearn():
+    # 1,500 points: the CPU path builds W in blocks of 699 rows (three blocks, the last
+    # one short), so a block's rows, offsets and diagonal are all exercised.
+    P, E = random_problem(n=1500, seed=4)
+    n = len(E)
+    _, grad_ref = _kl_divergence(E.numpy().ravel(), P.numpy()[np.triu_indices(n, 1)], 1, n, 2)
+    np.testing.assert_allclose(kl_gradient(P, E).numpy().ravel(), grad_ref, rtol=1e-9, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_kl_monitor_matches_kl_divergence(dtype):
+    P, E = random_problem(seed=5)
+    E[0] = 1e9  # q_0j far below machine epsilon: the floor is reached on row and column 0
+    P, E = P.to(dtype), E.to(dtype)
+    # The same sum in another order; float32 rounding of ~n^2 terms: ~1e-6 relative.
+    rel = 1e-5 if dtype == torch.float32 else 1e-12
+    assert _kl_monitor(P)(E) == pytest.approx(float(kl_divergence(P, E)), rel=rel)
 
 
 def test_student_t_kernel_by_hand():
