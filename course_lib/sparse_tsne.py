@@ -16,8 +16,9 @@ Linderman et al., 2019).
 
        dC/de_i = 4 sum_j p_ij w_ij (e_i - e_j)  -  (4 / Z) sum_j w_ij^2 (e_i - e_j).
 
-   Attraction costs O(nk): each edge once, pulling both its ends. The repulsion and Z are sums of smooth kernels,
-   K(d) = (1 + ||d||^2)^-1 and K^2, over all pairs, written as potentials
+   Attraction costs O(nk): each edge once, pulling both its ends. The
+   repulsion and Z are sums of smooth kernels, K(d) = (1 + ||d||^2)^-1 and
+   K^2, over all pairs, written as potentials
 
        phi(e_i) = sum_j K(e_i - e_j) c_j,
 
