@@ -29,7 +29,9 @@ def plot_embedding(E, y=None, class_names=None, ax=None, title=None, s: float = 
                 ax.scatter(E[mask, 0], E[mask, 1], s=s, alpha=alpha, color=colours(c % colours.N),
                            label=name, linewidths=0)
         if legend:
-            ax.legend(markerscale=2.5, fontsize="small", frameon=False, loc="center left",
+            # Legend dots about 6 points wide whatever the plot's dot size (s is an area in points^2):
+            # 70,000 dots of s = 0.5 would otherwise leave a legend of invisible dots.
+            ax.legend(markerscale=max(2.5, 6.0 / np.sqrt(s)), fontsize="small", frameon=False, loc="center left",
                       bbox_to_anchor=(1.0, 0.5))
     else:
         points = ax.scatter(E[:, 0], E[:, 1], c=np.asarray(y), s=s, alpha=alpha, cmap=cmap or "viridis",
