@@ -121,7 +121,8 @@ def main() -> None:
     from course_lib.metrics import trustworthiness
 
     X, y = load(n)
-    data_file = Path(tempfile.mkdtemp()) / "X.npy"
+    scratch = tempfile.TemporaryDirectory()
+    data_file = Path(scratch.name) / "X.npy"
     np.save(data_file, X)
     subset = np.random.default_rng(args.seed).choice(n, min(n, 5000), replace=False)
     load_before = os.getloadavg()[0]
@@ -142,6 +143,7 @@ def main() -> None:
         rows.append(row)
         print(f"{method:<12}{seconds:>9.1f}{peak_mb:>9.0f}{row['trustworthiness']:>10.4f}{row['knn_accuracy']:>11.4f}",
               flush=True)
+    scratch.cleanup()
     by = {r["method"]: r for r in rows}
     time_ratio = by["ours-tsne"]["seconds"] / by["opentsne"]["seconds"]
     acc_gap = by["opentsne"]["knn_accuracy"] - by["ours-tsne"]["knn_accuracy"]

@@ -248,8 +248,8 @@ def test_kl_gradient_matches_autograd():
 
 
 def test_kl_gradient_in_blocks_matches_sklearn():
-    # 1,500 points: the CPU path builds W in blocks of 699 rows (three blocks, the last
-    # one short), so a block's rows, offsets and diagonal are all exercised.
+    # 1,500 points in float64: the CPU path builds W in blocks of 349 rows (five blocks,
+    # the last one short), so a block's rows, offsets and diagonal are all exercised.
     P, E = random_problem(n=1500, seed=4)
     n = len(E)
     _, grad_ref = _kl_divergence(E.numpy().ravel(), P.numpy()[np.triu_indices(n, 1)], 1, n, 2)
